@@ -1,0 +1,186 @@
+//! Money and rates: parsing from the wire grammar of SPEC §8 and the one place cents are rounded.
+//!
+//! Every cent value the ledger produces goes through [`round_cents`]. Nothing else in the
+//! workspace calls `round*` on a `Decimal`.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// The largest amount the ledger accepts: 10^16 − 0.01. Sixteen integer digits leave twelve
+/// digits of `Decimal`'s 28 for rates and day counts, so a 10^15 principal carrying a century of
+/// penalty (≈ 3.7·10^17) is computed exactly and nothing can overflow.
+pub const MAX_INTEGER_DIGITS: usize = 16;
+/// Rates carry at most this many fractional digits (`"0.0005"` has 4).
+pub const MAX_RATE_FRACTION_DIGITS: usize = 18;
+/// Rates carry at most this many integer digits.
+pub const MAX_RATE_INTEGER_DIGITS: usize = 6;
+
+/// Round to cents, half away from zero (四舍五入) — the one rounding rule of SPEC §1.
+///
+/// Worked example: the daily penalty on a base of 1015.00 at 0.0005 × 1.5 is
+/// 1015.00 × 0.00075 = 0.76125 → **0.76**; 0.765 → **0.77**; −0.765 → **−0.77**
+/// (`RoundingStrategy::MidpointAwayFromZero`, not banker's rounding, which would give 0.76).
+/// The result always has scale 2, so it prints as `"0.77"`, `"1000.00"`.
+pub fn round_cents(x: Decimal) -> Decimal {
+    let mut r = x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(2);
+    r
+}
+
+/// Why a string is not an amount or a rate. The field name is attached by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberError {
+    /// Matches the grammar but is below zero.
+    Negative,
+    /// `"10.000"`: more than two decimal places.
+    TooManyDecimals,
+    /// Not `-?[0-9]+(\.[0-9]{1,2})?` (amounts) or `[0-9]+(\.[0-9]+)?` (rates).
+    NotANumber,
+    /// More digits than the ledger computes exactly with.
+    TooLarge,
+}
+
+impl std::fmt::Display for NumberError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberError::Negative => write!(f, "must not be negative"),
+            NumberError::TooManyDecimals => {
+                write!(f, "has more than 2 decimal places (amounts are in cents)")
+            }
+            NumberError::NotANumber => write!(f, "is not a decimal number"),
+            NumberError::TooLarge => write!(f, "has more digits than the ledger accepts"),
+        }
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parse an amount written as `-?[0-9]+(\.[0-9]{1,2})?` into a `Decimal` of scale 2.
+/// Negative amounts match the grammar but are rejected: no amount on the wire may be negative.
+pub fn parse_amount(s: &str) -> Result<Decimal, NumberError> {
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    if !all_digits(int) {
+        return Err(NumberError::NotANumber);
+    }
+    if let Some(f) = frac {
+        if !all_digits(f) {
+            return Err(NumberError::NotANumber);
+        }
+        if f.len() > 2 {
+            return Err(NumberError::TooManyDecimals);
+        }
+    }
+    if negative {
+        return Err(NumberError::Negative);
+    }
+    if int.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
+        return Err(NumberError::TooLarge);
+    }
+    let mut d: Decimal = body.parse().map_err(|_| NumberError::NotANumber)?;
+    d.rescale(2);
+    Ok(d)
+}
+
+/// Parse a rate written as `[0-9]+(\.[0-9]+)?`. The scale is kept as written.
+pub fn parse_rate(s: &str) -> Result<Decimal, NumberError> {
+    if let Some(rest) = s.strip_prefix('-') {
+        if parse_rate(rest).is_ok() {
+            return Err(NumberError::Negative);
+        }
+        return Err(NumberError::NotANumber);
+    }
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+        return Err(NumberError::NotANumber);
+    }
+    if int.trim_start_matches('0').len() > MAX_RATE_INTEGER_DIGITS
+        || frac.is_some_and(|f| f.len() > MAX_RATE_FRACTION_DIGITS)
+    {
+        return Err(NumberError::TooLarge);
+    }
+    s.parse().map_err(|_| NumberError::NotANumber)
+}
+
+/// Format an amount with exactly two decimals (`"7.60"`).
+pub fn fmt_amount(d: Decimal) -> String {
+    let mut d = d;
+    d.rescale(2);
+    d.to_string()
+}
+
+/// serde adapter: amounts are JSON strings with two decimals.
+pub mod amount_str {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::fmt_amount(*d))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::parse_amount(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        assert_eq!(round_cents(d("0.76125")).to_string(), "0.76");
+        assert_eq!(round_cents(d("0.765")).to_string(), "0.77");
+        assert_eq!(round_cents(d("0.775")).to_string(), "0.78");
+        assert_eq!(round_cents(d("-0.765")).to_string(), "-0.77");
+        assert_eq!(round_cents(d("1000")).to_string(), "1000.00");
+        assert_eq!(round_cents(d("0.004999")).to_string(), "0.00");
+    }
+
+    #[test]
+    fn amount_grammar() {
+        assert_eq!(parse_amount("1000.00").unwrap().to_string(), "1000.00");
+        assert_eq!(parse_amount("5").unwrap().to_string(), "5.00");
+        assert_eq!(parse_amount("0.5").unwrap().to_string(), "0.50");
+        assert_eq!(parse_amount("10.000"), Err(NumberError::TooManyDecimals));
+        assert_eq!(parse_amount(".5"), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount("+5"), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount("1e3"), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount("5."), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount(""), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount("-1.00"), Err(NumberError::Negative));
+        assert_eq!(parse_amount("--1"), Err(NumberError::NotANumber));
+        assert_eq!(parse_amount("١٢"), Err(NumberError::NotANumber));
+        assert!(parse_amount("9999999999999999.99").is_ok());
+        assert_eq!(parse_amount("10000000000000000"), Err(NumberError::TooLarge));
+    }
+
+    #[test]
+    fn rate_grammar() {
+        assert_eq!(parse_rate("0.0005").unwrap().to_string(), "0.0005");
+        assert_eq!(parse_rate("1").unwrap().to_string(), "1");
+        assert_eq!(parse_rate("1.").unwrap_err(), NumberError::NotANumber);
+        assert_eq!(parse_rate(".1").unwrap_err(), NumberError::NotANumber);
+        assert_eq!(parse_rate("-0.1").unwrap_err(), NumberError::Negative);
+        assert_eq!(parse_rate("1e-3").unwrap_err(), NumberError::NotANumber);
+        assert_eq!(
+            parse_rate("0.0000000000000000000000000001").unwrap_err(),
+            NumberError::TooLarge
+        );
+    }
+}

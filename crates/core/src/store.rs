@@ -1,0 +1,631 @@
+//! The durable event store: the [`EventStore`] trait and its sled 0.34 implementation.
+//!
+//! Layout (see `docs/storage.md`): one sled tree, `arrears`, with one-byte key prefixes so that a
+//! whole append — events, id index, global log entries and heads of many loans — is a single
+//! `apply_batch`, which sled applies atomically, even across a crash.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `m` | `m` + name | store metadata (`format` = u32 BE) |
+//! | `e` | `e` + loan (16) + seq (u64 BE) | encoded event ([`encode_event`]) |
+//! | `h` | `h` + loan (16) | head: seq (u64 BE) + hash (32) + recorded_at (i64 BE µs) |
+//! | `i` | `i` + event_id (16) | loan (16) + seq (u64 BE) |
+//! | `l` | `l` + position (u64 BE) | loan (16) + seq (u64 BE) |
+//! | `s` | `s` + loan (16) | projection snapshot (opaque to the store) |
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::DateTime;
+use uuid::Uuid;
+
+use crate::chain::{compute_hash, GENESIS};
+use crate::event::{Event, NewEvent, Timestamp};
+use crate::parse::parse_stored;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const TREE: &str = "arrears";
+/// First byte of every stored event value: the encoding version.
+const EVENT_ENCODING_JSON: u8 = 1;
+
+/// Failures of the storage layer itself (never a business rule).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another process (sled holds an exclusive lock)")]
+    Locked { path: String },
+    #[error("{path} is not an arrears store ({why})")]
+    NotAStore { path: String, why: String },
+    #[error("the store at {path} has on-disk format {found}; this build reads format {FORMAT_VERSION} — upgrade arrears")]
+    FormatTooNew { path: String, found: u32 },
+    #[error("storage I/O: {0}")]
+    Io(#[from] sled::Error),
+    #[error("corrupt store at {at}: {why}")]
+    Corrupt { at: String, why: String },
+}
+
+/// Why an append was refused. Nothing of the batch was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("seq: conflict: expected seq {expected} but loan {loan} is at seq {head} (next is {})", head + 1)]
+    Conflict {
+        index: usize,
+        loan: Uuid,
+        expected: u64,
+        head: u64,
+    },
+    #[error("recorded_at: {recorded_at} is earlier than the loan's previous event ({previous})")]
+    RecordedAtBeforePrevious {
+        index: usize,
+        recorded_at: String,
+        previous: String,
+    },
+    #[error("event_id: {event_id} is already stored with different content ({what})")]
+    EventIdReused {
+        index: usize,
+        event_id: Uuid,
+        what: String,
+    },
+    #[error("{reason}")]
+    Rejected {
+        index: usize,
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sled::Error> for AppendError {
+    fn from(e: sled::Error) -> Self {
+        AppendError::Store(StoreError::Io(e))
+    }
+}
+
+impl AppendError {
+    /// The position in the batch of the event that was refused (None for storage failures).
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            AppendError::Conflict { index, .. }
+            | AppendError::RecordedAtBeforePrevious { index, .. }
+            | AppendError::EventIdReused { index, .. }
+            | AppendError::Rejected { index, .. } => Some(*index),
+            AppendError::Store(_) => None,
+        }
+    }
+}
+
+/// The business check run before an event is written: the projection crate's `decide`, wired in
+/// by the caller so that this crate does not depend on it.
+pub trait Gate {
+    /// `history` is the loan's stream so far (stored, plus accepted earlier in this batch) in
+    /// `seq` order; `candidate` has its envelope filled in.
+    fn check(
+        &mut self,
+        history: &[Event],
+        candidate: &Event,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// A gate that accepts everything (for tests of the store itself).
+pub struct OpenGate;
+
+impl Gate for OpenGate {
+    fn check(&mut self, _: &[Event], _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+/// One result of an append: the stored event and whether it was already there (idempotent
+/// re-append of the same `event_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub event: Event,
+    pub existed: bool,
+}
+
+/// The head of one loan's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub recorded_at: Timestamp,
+}
+
+/// One entry of the global, recorded-order log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEntry {
+    pub position: u64,
+    pub loan_id: Uuid,
+    pub seq: u64,
+}
+
+/// The storage interface the domain needs. A PostgreSQL backend implements the same trait.
+pub trait EventStore: Send + Sync {
+    /// Append a batch, all or nothing; returns after the batch is durable.
+    fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        gate: &mut dyn Gate,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, AppendError>;
+    /// One loan's stream in `seq` order; with `known_at`, only events recorded at or before it.
+    fn stream(&self, loan: Uuid, known_at: Option<Timestamp>) -> Result<Vec<Event>, StoreError>;
+    /// Every loan's head, in `loan_id` order.
+    fn heads(&self) -> Result<Vec<(Uuid, Head)>, StoreError>;
+    /// The global log from `from` (inclusive), at most `limit` entries.
+    fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
+    /// Visit every loan's stream in `loan_id` order (events in `seq` order).
+    fn for_each_stream(
+        &self,
+        f: &mut dyn FnMut(Uuid, Vec<Event>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// A stored snapshot of a loan's folded state (opaque bytes).
+    fn snapshot(&self, loan: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Store snapshots for many loans atomically and durably.
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError>;
+}
+
+/// The embedded store on sled 0.34.
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: String,
+    /// Serialises appends (read head → decide → write). Also holds the next log position.
+    writer: Mutex<u64>,
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn event_key(loan: &Uuid, seq: u64) -> Vec<u8> {
+    key(b'e', &[loan.as_bytes(), &seq.to_be_bytes()])
+}
+
+fn loan_seq(loan: &Uuid, seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    v.extend_from_slice(loan.as_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn corrupt(at: impl Into<String>, why: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        at: at.into(),
+        why: why.into(),
+    }
+}
+
+fn uuid_at(b: &[u8], at: &str) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(b).map_err(|_| corrupt(at, "key is not a UUID"))
+}
+
+fn u64_at(b: &[u8], at: &str) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        b.try_into().map_err(|_| corrupt(at, "expected 8 bytes"))?,
+    ))
+}
+
+/// Encode a stored event: version byte + its JSON line.
+pub fn encode_event(ev: &Event) -> Vec<u8> {
+    let json = ev.to_json();
+    let mut v = Vec::with_capacity(json.len() + 1);
+    v.push(EVENT_ENCODING_JSON);
+    v.extend_from_slice(json.as_bytes());
+    v
+}
+
+/// Decode a stored event value; `at` names it in errors.
+pub fn decode_event(bytes: &[u8], at: &str) -> Result<Event, StoreError> {
+    match bytes.split_first() {
+        Some((&EVENT_ENCODING_JSON, rest)) => {
+            let s = std::str::from_utf8(rest).map_err(|_| corrupt(at, "event is not UTF-8"))?;
+            parse_stored(s).map_err(|e| corrupt(at, format!("event does not decode: {e}")))
+        }
+        Some((v, _)) => Err(corrupt(at, format!("unknown event encoding {v}"))),
+        None => Err(corrupt(at, "empty event value")),
+    }
+}
+
+fn encode_head(h: &Head) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    v.extend_from_slice(&h.seq.to_be_bytes());
+    v.extend_from_slice(&h.hash);
+    v.extend_from_slice(&h.recorded_at.timestamp_micros().to_be_bytes());
+    v
+}
+
+fn decode_head(b: &[u8], at: &str) -> Result<Head, StoreError> {
+    if b.len() != 48 {
+        return Err(corrupt(at, "head is not 48 bytes"));
+    }
+    let micros = i64::from_be_bytes(b[40..48].try_into().expect("8 bytes"));
+    Ok(Head {
+        seq: u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
+        hash: b[8..40].try_into().expect("32 bytes"),
+        recorded_at: DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| corrupt(at, "head timestamp out of range"))?,
+    })
+}
+
+fn hash_bytes(hex_str: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // Hashes are produced by this crate, always 64 hex digits.
+    hex::decode_to_slice(hex_str, &mut out).expect("hash is 64 hex digits");
+    out
+}
+
+/// Per-loan working state during one append.
+struct LoanWork {
+    head_seq: u64,
+    head_hash: String,
+    last_recorded_at: Option<Timestamp>,
+    history: Vec<Event>,
+    touched: bool,
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let path = dir.display().to_string();
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(StoreError::NotAStore {
+                    path,
+                    why: "it is not a directory".into(),
+                });
+            }
+            let non_empty = std::fs::read_dir(dir)
+                .map_err(|e| StoreError::Io(sled::Error::Io(e)))?
+                .next()
+                .is_some();
+            if non_empty && !dir.join("conf").exists() {
+                return Err(StoreError::NotAStore {
+                    path,
+                    why: "the directory has files but no sled database".into(),
+                });
+            }
+        }
+        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("lock") =>
+            {
+                StoreError::Locked { path: path.clone() }
+            }
+            _ => StoreError::Io(e),
+        })?;
+        let tree = db.open_tree(TREE)?;
+        let fmt_key = key(b'm', &[b"format"]);
+        match tree.get(&fmt_key)? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    corrupt("metadata", "format version is not 4 bytes")
+                })?);
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::FormatTooNew { path, found });
+                }
+            }
+            None => {
+                let others = db.tree_names().into_iter().any(|n| {
+                    n.as_ref() != TREE.as_bytes() && n.as_ref() != b"__sled__default"
+                });
+                if !tree.is_empty() || others || !db.is_empty() {
+                    return Err(StoreError::NotAStore {
+                        path,
+                        why: "a sled database without arrears metadata".into(),
+                    });
+                }
+                tree.insert(fmt_key, &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        let next_pos = match tree.scan_prefix([b'l']).next_back() {
+            Some(kv) => u64_at(&kv?.0[1..], "log")? + 1,
+            None => 1,
+        };
+        Ok(SledStore {
+            db,
+            tree,
+            path,
+            writer: Mutex::new(next_pos),
+        })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw sled tree (for verification and for tamper tests).
+    pub fn raw_tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn head(&self, loan: &Uuid) -> Result<Option<Head>, StoreError> {
+        match self.tree.get(key(b'h', &[loan.as_bytes()]))? {
+            Some(v) => Ok(Some(decode_head(&v, &format!("head of loan {loan}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn event_at(&self, loan: &Uuid, seq: u64) -> Result<Option<Event>, StoreError> {
+        match self.tree.get(event_key(loan, seq))? {
+            Some(v) => Ok(Some(decode_event(&v, &format!("loan {loan} seq {seq}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn load_work(&self, loan: &Uuid) -> Result<LoanWork, StoreError> {
+        let head = self.head(loan)?;
+        let history = if head.is_some() {
+            self.stream(*loan, None)?
+        } else {
+            Vec::new()
+        };
+        Ok(LoanWork {
+            head_seq: head.map_or(0, |h| h.seq),
+            head_hash: head.map_or_else(|| GENESIS.to_owned(), |h| hex::encode(h.hash)),
+            last_recorded_at: head.map(|h| h.recorded_at),
+            history,
+            touched: false,
+        })
+    }
+
+    /// Flush everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// "Identical" for a re-appended `event_id` (SPEC §8): same loan, type and body after defaults;
+/// a supplied `seq` or `recorded_at` must equal the stored one.
+fn same_content(stored: &Event, new: &NewEvent) -> Result<(), String> {
+    if stored.loan_id != new.loan_id {
+        return Err(format!("stored for loan {}", stored.loan_id));
+    }
+    if stored.body != new.body {
+        return Err(format!("stored as a different {} event", stored.body.kind()));
+    }
+    if new.seq.is_some_and(|s| s != stored.seq) {
+        return Err(format!("stored at seq {}", stored.seq));
+    }
+    if new.recorded_at.is_some_and(|t| t != stored.recorded_at) {
+        return Err(format!(
+            "stored with recorded_at {}",
+            crate::event::fmt_timestamp(&stored.recorded_at)
+        ));
+    }
+    Ok(())
+}
+
+impl EventStore for SledStore {
+    fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        gate: &mut dyn Gate,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, AppendError> {
+        let mut next_pos = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loans: HashMap<Uuid, LoanWork> = HashMap::new();
+        let mut order: Vec<Uuid> = Vec::new();
+        let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::new();
+        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+        let mut sled_batch = sled::Batch::default();
+        let mut pos = *next_pos;
+
+        for (index, new) in batch.into_iter().enumerate() {
+            if let Some(id) = new.event_id {
+                // Idempotency: in this batch first, then in the store.
+                let existing = match batch_ids.get(&id) {
+                    Some((loan, i)) => Some(loans[loan].history[*i].clone()),
+                    None => match self.tree.get(key(b'i', &[id.as_bytes()]))? {
+                        Some(v) => {
+                            let at = format!("index of event {id}");
+                            if v.len() != 24 {
+                                return Err(corrupt(at, "index entry is not 24 bytes").into());
+                            }
+                            let loan = uuid_at(&v[..16], &at)?;
+                            let seq = u64_at(&v[16..], &at)?;
+                            Some(self.event_at(&loan, seq)?.ok_or_else(|| {
+                                corrupt(at, format!("points at missing loan {loan} seq {seq}"))
+                            })?)
+                        }
+                        None => None,
+                    },
+                };
+                if let Some(stored) = existing {
+                    same_content(&stored, &new).map_err(|what| AppendError::EventIdReused {
+                        index,
+                        event_id: id,
+                        what,
+                    })?;
+                    out.push(Appended {
+                        event: stored,
+                        existed: true,
+                    });
+                    continue;
+                }
+            }
+            if !loans.contains_key(&new.loan_id) {
+                loans.insert(new.loan_id, self.load_work(&new.loan_id)?);
+            }
+            let work = loans.get_mut(&new.loan_id).expect("just inserted");
+            let seq = work.head_seq + 1;
+            if let Some(expected) = new.seq {
+                if expected != seq {
+                    return Err(AppendError::Conflict {
+                        index,
+                        loan: new.loan_id,
+                        expected,
+                        head: work.head_seq,
+                    });
+                }
+            }
+            let recorded_at = match (new.recorded_at, work.last_recorded_at) {
+                (Some(t), Some(prev)) if t < prev => {
+                    return Err(AppendError::RecordedAtBeforePrevious {
+                        index,
+                        recorded_at: crate::event::fmt_timestamp(&t),
+                        previous: crate::event::fmt_timestamp(&prev),
+                    })
+                }
+                (Some(t), _) => t,
+                // The store's clock, but never behind the loan's last event: a clock step back
+                // must not make an append fail or the chain go backwards in time.
+                (None, Some(prev)) => now.max(prev),
+                (None, None) => now,
+            };
+            let event_id = new.event_id.unwrap_or_else(|| {
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    recorded_at.timestamp().max(0) as u64,
+                    recorded_at.timestamp_subsec_nanos(),
+                );
+                Uuid::new_v7(ts)
+            });
+            let mut ev = Event {
+                event_id,
+                loan_id: new.loan_id,
+                seq,
+                recorded_at,
+                body: new.body,
+                prev_hash: std::mem::take(&mut work.head_hash),
+                hash: String::new(),
+            };
+            ev.hash = compute_hash(&ev);
+            gate.check(&work.history, &ev)
+                .map_err(|reason| AppendError::Rejected { index, reason })?;
+
+            sled_batch.insert(event_key(&ev.loan_id, seq), encode_event(&ev));
+            sled_batch.insert(key(b'i', &[event_id.as_bytes()]), loan_seq(&ev.loan_id, seq));
+            sled_batch.insert(key(b'l', &[&pos.to_be_bytes()]), loan_seq(&ev.loan_id, seq));
+            pos += 1;
+            work.head_seq = seq;
+            work.head_hash = ev.hash.clone();
+            work.last_recorded_at = Some(recorded_at);
+            if !work.touched {
+                work.touched = true;
+                order.push(ev.loan_id);
+            }
+            batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
+            work.history.push(ev.clone());
+            out.push(Appended {
+                event: ev,
+                existed: false,
+            });
+        }
+        for loan in &order {
+            let w = &loans[loan];
+            let head = Head {
+                seq: w.head_seq,
+                hash: hash_bytes(&w.head_hash),
+                recorded_at: w.last_recorded_at.expect("touched loans have events"),
+            };
+            sled_batch.insert(key(b'h', &[loan.as_bytes()]), encode_head(&head));
+        }
+        if pos != *next_pos {
+            self.tree.apply_batch(sled_batch)?;
+            *next_pos = pos;
+        }
+        drop(next_pos);
+        // Durability: flush outside the writer lock so concurrent writers share one fsync
+        // (sled's flush returns at once when a concurrent flush already covered our writes).
+        self.db.flush().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    fn stream(&self, loan: Uuid, known_at: Option<Timestamp>) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(key(b'e', &[loan.as_bytes()])) {
+            let (k, v) = kv?;
+            let seq = u64_at(&k[17..], "event key")?;
+            let ev = decode_event(&v, &format!("loan {loan} seq {seq}"))?;
+            // recorded_at is non-decreasing along the stream: known_at selects a prefix.
+            if known_at.is_some_and(|t| ev.recorded_at > t) {
+                break;
+            }
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    fn heads(&self) -> Result<Vec<(Uuid, Head)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([b'h']) {
+            let (k, v) = kv?;
+            let loan = uuid_at(&k[1..], "head key")?;
+            out.push((loan, decode_head(&v, &format!("head of loan {loan}"))?));
+        }
+        Ok(out)
+    }
+
+    fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let mut out = Vec::new();
+        let start = key(b'l', &[&from.to_be_bytes()]);
+        for kv in self.tree.range(start..[b'm'].to_vec()).take(limit) {
+            let (k, v) = kv?;
+            let position = u64_at(&k[1..], "log key")?;
+            let at = format!("log position {position}");
+            if v.len() != 24 {
+                return Err(corrupt(at, "log entry is not 24 bytes"));
+            }
+            out.push(LogEntry {
+                position,
+                loan_id: uuid_at(&v[..16], &at)?,
+                seq: u64_at(&v[16..], &at)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn for_each_stream(
+        &self,
+        f: &mut dyn FnMut(Uuid, Vec<Event>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut current: Option<Uuid> = None;
+        let mut events = Vec::new();
+        for kv in self.tree.scan_prefix([b'e']) {
+            let (k, v) = kv?;
+            if k.len() != 25 {
+                return Err(corrupt("event key", "is not 25 bytes"));
+            }
+            let loan = uuid_at(&k[1..17], "event key")?;
+            let seq = u64_at(&k[17..], "event key")?;
+            if current != Some(loan) {
+                if let Some(prev) = current.take() {
+                    f(prev, std::mem::take(&mut events))?;
+                }
+                current = Some(loan);
+            }
+            events.push(decode_event(&v, &format!("loan {loan} seq {seq}"))?);
+        }
+        if let Some(prev) = current {
+            f(prev, events)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, loan: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(key(b's', &[loan.as_bytes()]))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (loan, bytes) in snaps {
+            b.insert(key(b's', &[loan.as_bytes()]), bytes);
+        }
+        self.tree.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
