@@ -1,0 +1,189 @@
+//! arrears-projection: a pure function from a loan's events to what is owed on a day.
+//!
+//! Reads no clock and touches no storage: the as-of date and known-at time are arguments, the
+//! events are a slice. The same events give the same [`Projection`], byte for byte.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use arrears_core::event::{Body, Date, Event, Timestamp};
+use arrears_core::store::Gate;
+use arrears_core::Policy;
+
+pub mod decide;
+pub mod explain;
+pub mod fold;
+pub mod stage;
+pub mod view;
+
+pub use decide::Rejection;
+pub use fold::Loan;
+pub use stage::Stage;
+pub use view::{project, Projection};
+
+/// The events that count for (`as_of`, `known_at`), in application order: business date, then
+/// seq. `events` is one loan's stream in seq order.
+pub fn counted<'a>(events: &'a [Event], as_of: Date, known_at: Option<Timestamp>) -> Vec<&'a Event> {
+    let mut v: Vec<&Event> = events
+        .iter()
+        .take_while(|e| known_at.is_none_or(|t| e.recorded_at <= t))
+        .filter(|e| e.business_date() <= as_of)
+        .collect();
+    v.sort_by_key(|e| (e.business_date(), e.seq));
+    v
+}
+
+/// Fold the counted events; `None` when no `disbursed` counts (the loan is unknown then).
+pub fn fold_counted(events: &[&Event], policy: &Policy) -> Option<Loan> {
+    let (first, rest) = events.split_first()?;
+    let Body::Disbursed(d) = &first.body else {
+        return None;
+    };
+    let mut loan = Loan::open(first, d);
+    for e in rest {
+        loan.apply(e, policy);
+    }
+    Some(loan)
+}
+
+/// Fold a loan's events as of the end of `as_of`, as known at `known_at`.
+pub fn fold(events: &[Event], as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Option<Loan> {
+    fold_counted(&counted(events, as_of, known_at), policy)
+}
+
+/// The SPEC §7 projection of one loan, or `None` if no disbursement counts.
+pub fn replay(events: &[Event], as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Option<Projection> {
+    let loan = fold(events, as_of, known_at, policy)?;
+    Some(project(&loan, as_of, known_at, policy))
+}
+
+/// The folded state after every event of a loan, from which any later as-of date is projected
+/// without reading the events again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Encoding version of this struct.
+    pub format: u32,
+    /// Stage history depends on the policy: a snapshot is used only under the same one.
+    pub policy: String,
+    pub loan: Loan,
+}
+
+/// The snapshot encoding this build writes.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+impl Snapshot {
+    /// Fold every event of a loan (full knowledge, every date).
+    pub fn build(events: &[Event], policy: &Policy) -> Option<Snapshot> {
+        let mut v: Vec<&Event> = events.iter().collect();
+        v.sort_by_key(|e| (e.business_date(), e.seq));
+        Some(Snapshot {
+            format: SNAPSHOT_FORMAT,
+            policy: policy.name.clone(),
+            loan: fold_counted(&v, policy)?,
+        })
+    }
+
+    /// The head seq this snapshot reflects.
+    pub fn version(&self) -> u64 {
+        self.loan.version
+    }
+
+    /// Whether it answers for `as_of` (no event is dated after it) under `policy`.
+    pub fn serves(&self, as_of: Date, policy: &Policy) -> bool {
+        self.format == SNAPSHOT_FORMAT && self.policy == policy.name && as_of >= self.loan.cursor.0
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("snapshots always serialise")
+    }
+
+    /// `None` for bytes of another format (the snapshot is then rebuilt from events).
+    pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// The store's gate: runs [`decide::decide`] on each candidate, keeping each loan's folded
+/// state between events of one batch so a bulk import costs O(events), not O(events²).
+pub struct DecideGate<'p> {
+    policy: &'p Policy,
+    cache: HashMap<Uuid, Loan>,
+}
+
+impl<'p> DecideGate<'p> {
+    pub fn new(policy: &'p Policy) -> Self {
+        DecideGate {
+            policy,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn check_event(&mut self, history: &[Event], ev: &Event) -> Result<(), Rejection> {
+        if history.is_empty() {
+            decide::decide_first(ev)?;
+            if let Body::Disbursed(d) = &ev.body {
+                self.cache.insert(ev.loan_id, Loan::open(ev, d));
+            }
+            return Ok(());
+        }
+        if !matches!(history[0].body, Body::Disbursed(_)) {
+            return Err(Rejection::NotDisbursed);
+        }
+        let known_extensions = history
+            .iter()
+            .filter(|e| matches!(e.body, Body::NegotiatedExtension(_)))
+            .count();
+        let key = (ev.business_date(), ev.seq);
+        let head = history.last().map_or(0, |e| e.seq);
+        // Fast path: the cached fold covers the whole history and the candidate sorts last.
+        if let Some(loan) = self.cache.get_mut(&ev.loan_id) {
+            if loan.version == head && key > loan.cursor {
+                decide::decide(loan, ev, known_extensions, self.policy)?;
+                loan.apply(ev, self.policy);
+                return Ok(());
+            }
+        }
+        // Back-dated candidate: fold up to its position, decide, then fold the rest to check it
+        // does not duplicate a later-dated miss and to refresh the cache.
+        let mut all: Vec<&Event> = history.iter().collect();
+        all.sort_by_key(|e| (e.business_date(), e.seq));
+        let split = all.partition_point(|e| (e.business_date(), e.seq) < key);
+        let mut loan = fold_counted(&all[..split], self.policy).ok_or(Rejection::NotDisbursed)?;
+        decide::decide(&loan, ev, known_extensions, self.policy)?;
+        let misses_before = loan.misses.len();
+        loan.apply(ev, self.policy);
+        let mine = loan.misses.get(misses_before).cloned();
+        for e in &all[split..] {
+            loan.apply(e, self.policy);
+        }
+        if let Some(m) = mine.filter(|_| matches!(ev.body, Body::Missed(_))) {
+            let later = &loan.misses[misses_before + 1..];
+            if let Some(due_on) = m.due_on {
+                if later.iter().any(|r| r.installment == m.installment && r.due_on == Some(due_on)) {
+                    return Err(Rejection::DuplicateMiss {
+                        n: m.installment,
+                        due_on,
+                    });
+                }
+            }
+        }
+        self.cache.insert(ev.loan_id, loan);
+        Ok(())
+    }
+}
+
+impl Gate for DecideGate<'_> {
+    fn check(
+        &mut self,
+        history: &[Event],
+        candidate: &Event,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.check_event(history, candidate).map_err(|r| {
+            // A rejected candidate must not linger in the cache.
+            self.cache.remove(&candidate.loan_id);
+            Box::new(r) as Box<dyn std::error::Error + Send + Sync>
+        })
+    }
+}

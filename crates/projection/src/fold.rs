@@ -1,0 +1,530 @@
+//! The folded state of one loan and the infallible `apply` of SPEC §2–§3.
+//!
+//! Events are applied in business-date order, ties by `seq`. Each installment keeps a short
+//! history of its end-of-day state ([`DayState`]), written only on days an event touches it.
+//! From that history the overdue base B(x) is piecewise constant, and the penalty over a stretch
+//! of n days is `n × round(B × rate)`: accrual costs O(events + installments), never O(days).
+//!
+//! Grace retroactivity: an installment in its grace window joins B only once its default is
+//! visible (day `due_on + grace + 1`), then counts back to `due_on`. So B(x) is final once the
+//! day being accrued reaches `x + grace + 1`; [`Penalty`] caches the sum over final days and
+//! recomputes only the last `grace` days (≤ 30) when asked.
+
+use chrono::Days;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
+use arrears_core::money::round_cents;
+
+use crate::stage::{Stage, StageInput};
+
+/// One day after `d`.
+pub(crate) fn next_day(d: Date) -> Date {
+    d.checked_add_days(Days::new(1)).expect("dates stay far below chrono's range")
+}
+
+pub(crate) fn add_days(d: Date, n: u32) -> Date {
+    d.checked_add_days(Days::new(n as u64)).expect("dates stay far below chrono's range")
+}
+
+/// The state of an installment at the end of day `from`, and on every day after it until the
+/// next entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayState {
+    pub from: Date,
+    /// The due date in force.
+    pub due_on: Date,
+    /// Unpaid principal, plus unpaid interest when the loan compounds: what B counts.
+    pub base: Decimal,
+    /// Anything unpaid at all (principal or interest), whatever `compound` says.
+    pub unpaid: bool,
+}
+
+/// One installment, as it stands after the events applied so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installment {
+    pub n: u32,
+    pub due_on: Date,
+    pub principal: Decimal,
+    pub interest: Decimal,
+    pub paid_principal: Decimal,
+    pub paid_interest: Decimal,
+    /// Replaced by a restructure while fully unpaid: no longer part of the schedule.
+    pub removed: bool,
+    /// The day it became fully paid (or was cut down to what was paid).
+    pub paid_on: Option<Date>,
+    pub history: Vec<DayState>,
+}
+
+impl Installment {
+    pub fn unpaid_principal(&self) -> Decimal {
+        self.principal - self.paid_principal
+    }
+    pub fn unpaid_interest(&self) -> Decimal {
+        self.interest - self.paid_interest
+    }
+    pub fn is_unpaid(&self) -> bool {
+        !self.removed && (self.unpaid_principal() > Decimal::ZERO || self.unpaid_interest() > Decimal::ZERO)
+    }
+
+    /// Record the end-of-day state for `day` (events arrive in date order, so `day` is never
+    /// before the last entry).
+    fn record(&mut self, day: Date, compound: bool) {
+        let unpaid = self.is_unpaid();
+        if !unpaid && self.paid_on.is_none() && !self.removed {
+            self.paid_on = Some(day);
+        }
+        let base = if self.removed {
+            Decimal::ZERO
+        } else if compound {
+            self.unpaid_principal() + self.unpaid_interest()
+        } else {
+            self.unpaid_principal()
+        };
+        let st = DayState {
+            from: day,
+            due_on: self.due_on,
+            base,
+            unpaid,
+        };
+        match self.history.last_mut() {
+            Some(last) if last.from == day => *last = st,
+            Some(last) if last.due_on == st.due_on && last.base == st.base && last.unpaid == st.unpaid => {}
+            _ => self.history.push(st),
+        }
+    }
+
+    /// The state at the end of day `x`, if the installment existed then.
+    pub fn state_at(&self, x: Date) -> Option<&DayState> {
+        let i = self.history.partition_point(|s| s.from <= x);
+        i.checked_sub(1).map(|i| &self.history[i])
+    }
+}
+
+/// Penalty accrued, with the sum over days whose base can no longer change cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Penalty {
+    /// Σ round(B(x) × rate) for x < `final_upto` (penalty days ≤ `final_upto`).
+    pub final_sum: Decimal,
+    pub final_upto: Date,
+    pub paid: Decimal,
+    pub waived: Decimal,
+}
+
+/// One stretch of penalty accrual, for the audit trail: penalty days `from..=to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stretch {
+    pub from: Date,
+    pub to: Date,
+    pub days: i64,
+    pub base: Decimal,
+    pub daily: Decimal,
+    pub subtotal: Decimal,
+}
+
+/// How one payment was allocated (SPEC §3), for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub seq: u64,
+    pub on: Date,
+    pub amount: Decimal,
+    pub penalty: Decimal,
+    /// (installment, interest, principal) in the order paid.
+    pub installments: Vec<(u32, Decimal, Decimal)>,
+    pub overpaid: Decimal,
+}
+
+/// A recorded `missed`, with the due date in force for its installment when it was observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissRecord {
+    pub installment: u32,
+    pub due_on: Option<Date>,
+    pub observed_on: Date,
+}
+
+/// A counted extension and the stage the loan had at the end of the day before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionRecord {
+    pub seq: u64,
+    pub agreed_on: Date,
+    pub stage_before: Stage,
+    pub waived_penalty: Decimal,
+    pub waived_interest: Decimal,
+}
+
+/// The folded state of one loan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loan {
+    pub loan_id: Uuid,
+    pub disbursed_on: Date,
+    pub currency: String,
+    pub principal: Decimal,
+    pub grace_days: u32,
+    pub compound: bool,
+    pub penalty_rate_daily: Decimal,
+    pub installments: Vec<Installment>,
+    pub penalty: Penalty,
+    pub waived_interest: Decimal,
+    pub overpaid: Decimal,
+    pub extensions: Vec<ExtensionRecord>,
+    pub misses: Vec<MissRecord>,
+    pub allocations: Vec<Allocation>,
+    /// The highest `seq` applied.
+    pub version: u64,
+    /// (business date, seq) of the last event applied: the next must sort after it.
+    pub cursor: (Date, u64),
+}
+
+impl Loan {
+    /// Start a loan from its `disbursed` event.
+    pub fn open(ev: &Event, d: &Disbursed) -> Loan {
+        let compound = d.terms.compound;
+        let installments = d
+            .schedule
+            .iter()
+            .map(|s| {
+                let mut i = Installment {
+                    n: s.n,
+                    due_on: s.due_on,
+                    principal: s.principal,
+                    interest: s.interest,
+                    paid_principal: Decimal::ZERO,
+                    paid_interest: Decimal::ZERO,
+                    removed: false,
+                    paid_on: None,
+                    history: Vec::new(),
+                };
+                i.record(d.on, compound);
+                i
+            })
+            .collect();
+        Loan {
+            loan_id: ev.loan_id,
+            disbursed_on: d.on,
+            currency: d.currency.clone(),
+            principal: d.principal,
+            grace_days: d.terms.grace_days,
+            compound,
+            penalty_rate_daily: d.terms.penalty_rate_daily(),
+            installments,
+            penalty: Penalty {
+                final_sum: Decimal::ZERO,
+                final_upto: d.on,
+                paid: Decimal::ZERO,
+                waived: Decimal::ZERO,
+            },
+            waived_interest: Decimal::ZERO,
+            overpaid: Decimal::ZERO,
+            extensions: Vec::new(),
+            misses: Vec::new(),
+            allocations: Vec::new(),
+            version: ev.seq,
+            cursor: (d.on, ev.seq),
+        }
+    }
+
+    /// Whether installment `i`, due on `u`, defaulted under that due date: still unpaid at the end
+    /// of `u + grace` with `u` still in force then.
+    fn defaulted(&self, i: &Installment, u: Date) -> bool {
+        i.state_at(add_days(u, self.grace_days))
+            .is_some_and(|s| s.due_on == u && s.unpaid)
+    }
+
+    /// B(x) as seen on day `t`: defaults become visible on `due_on + grace + 1`.
+    pub fn base_at(&self, x: Date, t: Date) -> Decimal {
+        let mut b = Decimal::ZERO;
+        for i in &self.installments {
+            if let Some(s) = i.state_at(x) {
+                if s.unpaid
+                    && x >= s.due_on
+                    && add_days(s.due_on, self.grace_days + 1) <= t
+                    && self.defaulted(i, s.due_on)
+                {
+                    b += s.base;
+                }
+            }
+        }
+        b
+    }
+
+    /// Visit the stretches of constant B over x in `[a, b)` as seen on day `t`.
+    fn stretches(&self, a: Date, b: Date, t: Date, f: &mut dyn FnMut(Date, Date, Decimal)) {
+        if a >= b {
+            return;
+        }
+        let mut points: Vec<Date> = vec![a, b];
+        for i in &self.installments {
+            for s in &i.history {
+                if s.from > a && s.from < b {
+                    points.push(s.from);
+                }
+                if s.due_on > a && s.due_on < b {
+                    points.push(s.due_on);
+                }
+            }
+        }
+        points.sort_unstable();
+        points.dedup();
+        for w in points.windows(2) {
+            f(w[0], w[1], self.base_at(w[0], t));
+        }
+    }
+
+    fn daily(&self, base: Decimal) -> Decimal {
+        round_cents(base * self.penalty_rate_daily)
+    }
+
+    /// Σ round(B_t(x) × rate) over x in `[a, b)`.
+    fn sum_range(&self, a: Date, b: Date, t: Date) -> Decimal {
+        let mut sum = Decimal::ZERO;
+        self.stretches(a, b, t, &mut |x0, x1, base| {
+            if !base.is_zero() {
+                sum += self.daily(base) * Decimal::from((x1 - x0).num_days());
+            }
+        });
+        sum
+    }
+
+    /// The first day x whose B is still open to a retroactive default as seen on day `t`.
+    fn open_from(&self, t: Date) -> Date {
+        let lag = chrono::Days::new(self.grace_days as u64);
+        t.checked_sub_days(lag).unwrap_or(t).max(self.disbursed_on)
+    }
+
+    /// Penalty accrued through day `t` (penalty days ≤ t), without touching the cache.
+    pub fn accrued(&self, t: Date) -> Decimal {
+        let f = self.penalty.final_upto;
+        if t <= f {
+            return self.penalty.final_sum;
+        }
+        self.penalty.final_sum + self.sum_range(f, t, t)
+    }
+
+    /// Penalty accrued through day `t`, moving the final part of the sum into the cache. Only
+    /// valid while every event dated before `t` has been applied.
+    fn accrue(&mut self, t: Date) -> Decimal {
+        let target = self.open_from(t);
+        if target > self.penalty.final_upto {
+            let add = self.sum_range(self.penalty.final_upto, target, t);
+            self.penalty.final_sum += add;
+            self.penalty.final_upto = target;
+        }
+        self.accrued(t)
+    }
+
+    /// Unpaid penalty through day `t`.
+    pub fn unpaid_penalty(&self, t: Date) -> Decimal {
+        self.accrued(t) - self.penalty.paid - self.penalty.waived
+    }
+
+    /// Penalty accrual stretches through day `t` with B as seen on `t` (for `explain`),
+    /// adjacent stretches of equal base merged.
+    pub fn accrual_trail(&self, t: Date) -> Vec<Stretch> {
+        let mut out: Vec<Stretch> = Vec::new();
+        self.stretches(self.disbursed_on, t, t, &mut |x0, x1, base| {
+            if base.is_zero() {
+                return;
+            }
+            let days = (x1 - x0).num_days();
+            let daily = self.daily(base);
+            // Penalty day d is charged on B(d − 1): x in [x0, x1) are days x0+1 ..= x1.
+            let (from, to) = (next_day(x0), x1);
+            match out.last_mut() {
+                Some(last) if last.base == base && next_day(last.to) == from => {
+                    last.to = to;
+                    last.days += days;
+                    last.subtotal += daily * Decimal::from(days);
+                }
+                _ => out.push(Stretch {
+                    from,
+                    to,
+                    days,
+                    base,
+                    daily,
+                    subtotal: daily * Decimal::from(days),
+                }),
+            }
+        });
+        out
+    }
+
+    /// Installments still part of the schedule, in allocation order (due date, then n).
+    fn allocation_order(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.installments.len())
+            .filter(|&i| !self.installments[i].removed)
+            .collect();
+        idx.sort_by_key(|&i| (self.installments[i].due_on, self.installments[i].n));
+        idx
+    }
+
+    /// Days past due at the end of day `d`, from the recorded history (used for the stage
+    /// before an extension, after same-day events may already have been applied).
+    pub fn dpd_at_end_of(&self, d: Date) -> i64 {
+        self.installments
+            .iter()
+            .filter_map(|i| i.state_at(d))
+            .filter(|s| s.unpaid && s.due_on < d)
+            .map(|s| (d - s.due_on).num_days())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Apply one event. Infallible: stored events are replayed whatever later-recorded,
+    /// back-dated events did to the state they were checked against (SPEC §8 "Replay is total").
+    pub fn apply(&mut self, ev: &Event, policy: &arrears_core::Policy) {
+        let day = ev.business_date();
+        debug_assert!((day, ev.seq) >= self.cursor, "events must be applied in (date, seq) order");
+        self.cursor = (day, ev.seq);
+        self.version = self.version.max(ev.seq);
+        match &ev.body {
+            // A second disbursement never passes `decide`; replay ignores one if it is there.
+            Body::Disbursed(_) => {}
+            Body::Payment(p) => self.apply_payment(ev.seq, day, p.amount),
+            Body::Missed(m) => {
+                let due_on = self
+                    .installments
+                    .iter()
+                    .find(|i| i.n == m.installment && !i.removed)
+                    .map(|i| i.due_on);
+                self.misses.push(MissRecord {
+                    installment: m.installment,
+                    due_on,
+                    observed_on: m.observed_on,
+                });
+            }
+            Body::NegotiatedExtension(x) => self.apply_extension(ev.seq, x, policy),
+        }
+    }
+
+    fn apply_payment(&mut self, seq: u64, day: Date, amount: Decimal) {
+        let unpaid_penalty = self.accrue(day) - self.penalty.paid - self.penalty.waived;
+        let mut left = amount;
+        let to_penalty = left.min(unpaid_penalty.max(Decimal::ZERO));
+        self.penalty.paid += to_penalty;
+        left -= to_penalty;
+        let mut parts = Vec::new();
+        for i in self.allocation_order() {
+            if left.is_zero() {
+                break;
+            }
+            let inst = &mut self.installments[i];
+            let to_interest = left.min(inst.unpaid_interest());
+            inst.paid_interest += to_interest;
+            left -= to_interest;
+            let to_principal = left.min(inst.unpaid_principal());
+            inst.paid_principal += to_principal;
+            left -= to_principal;
+            if !to_interest.is_zero() || !to_principal.is_zero() {
+                parts.push((inst.n, to_interest, to_principal));
+                inst.record(day, self.compound);
+            }
+        }
+        self.overpaid += left;
+        self.allocations.push(Allocation {
+            seq,
+            on: day,
+            amount,
+            penalty: to_penalty,
+            installments: parts,
+            overpaid: left,
+        });
+    }
+
+    fn apply_extension(&mut self, seq: u64, x: &Extension, policy: &arrears_core::Policy) {
+        let day = x.agreed_on;
+        let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+        // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).
+        let unpaid_penalty = (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);
+        let waived_penalty = match x.waive_penalty {
+            None => Decimal::ZERO,
+            Some(Waiver::All) => unpaid_penalty,
+            Some(Waiver::Amount(a)) => a.min(unpaid_penalty),
+        };
+        self.penalty.waived += waived_penalty;
+        // 2. Interest waiver, oldest installment first.
+        let mut left = x.waive_interest.unwrap_or(Decimal::ZERO);
+        let mut waived_interest = Decimal::ZERO;
+        for i in self.allocation_order() {
+            if left.is_zero() {
+                break;
+            }
+            let inst = &mut self.installments[i];
+            let take = left.min(inst.unpaid_interest());
+            inst.interest -= take;
+            left -= take;
+            waived_interest += take;
+        }
+        self.waived_interest += waived_interest;
+        // 3. Reschedule.
+        match &x.reschedule {
+            Reschedule::NewDueOn(new_due) => {
+                for inst in self.installments.iter_mut() {
+                    if inst.is_unpaid() && inst.due_on < *new_due {
+                        inst.due_on = *new_due;
+                    }
+                }
+            }
+            Reschedule::Restructure(plan) => {
+                let mut next_n = self.installments.iter().map(|i| i.n).max().unwrap_or(0);
+                for inst in self.installments.iter_mut() {
+                    if !inst.is_unpaid() {
+                        continue;
+                    }
+                    if inst.paid_principal.is_zero() && inst.paid_interest.is_zero() {
+                        inst.removed = true;
+                    } else {
+                        // Cut down to what was paid; its unpaid interest is dropped, not waived.
+                        inst.principal = inst.paid_principal;
+                        inst.interest = inst.paid_interest;
+                    }
+                }
+                for p in plan {
+                    next_n += 1;
+                    self.installments.push(Installment {
+                        n: next_n,
+                        due_on: p.due_on,
+                        principal: p.principal,
+                        interest: p.interest,
+                        paid_principal: Decimal::ZERO,
+                        paid_interest: Decimal::ZERO,
+                        removed: false,
+                        paid_on: None,
+                        history: Vec::new(),
+                    });
+                }
+            }
+        }
+        let compound = self.compound;
+        for inst in self.installments.iter_mut() {
+            inst.record(day, compound);
+        }
+        self.extensions.push(ExtensionRecord {
+            seq,
+            agreed_on: day,
+            stage_before,
+            waived_penalty,
+            waived_interest,
+        });
+    }
+
+    /// The stage at the end of day `d`, from the recorded history. Used for the stage before an
+    /// extension; `current`, `negotiated` and `settled` all rank below `grace`, so which of them
+    /// it was does not matter to the broken-promise rule and is not distinguished here.
+    fn stage_at_end_of(&self, d: Date, policy: &arrears_core::Policy) -> Stage {
+        let dpd = self.dpd_at_end_of(d);
+        let prior = self.extensions.iter().rev().find(|e| e.agreed_on <= d);
+        crate::stage::stage(
+            &StageInput {
+                dpd,
+                grace_days: self.grace_days,
+                settled: false,
+                extended: prior.is_some(),
+                stage_before_last_extension: prior.map(|e| e.stage_before),
+            },
+            policy,
+        )
+        .0
+    }
+}

@@ -1,0 +1,267 @@
+//! The SPEC §7 projection object, computed from a folded [`Loan`] at an as-of date.
+
+use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use arrears_core::event::{fmt_timestamp, Date, Timestamp};
+use arrears_core::money::fmt_amount;
+use arrears_core::Policy;
+
+use crate::fold::{add_days, Loan};
+use crate::stage::{self, Stage, StageInput};
+
+fn amt<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_amount(*d))
+}
+
+fn ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&fmt_timestamp(t)),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outstanding {
+    #[serde(serialize_with = "amt")]
+    pub principal: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub interest: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub penalty: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub total: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overdue {
+    #[serde(serialize_with = "amt")]
+    pub principal: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub interest: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Paid {
+    #[serde(serialize_with = "amt")]
+    pub principal: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub interest: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub penalty: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Waived {
+    #[serde(serialize_with = "amt")]
+    pub penalty: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub interest: Decimal,
+}
+
+/// Installment status on the as-of date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallmentStatus {
+    Paid,
+    Future,
+    Due,
+    Overdue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallmentView {
+    pub n: u32,
+    pub due_on: Date,
+    #[serde(serialize_with = "amt")]
+    pub principal: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub interest: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub paid_principal: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub paid_interest: Decimal,
+    pub status: InstallmentStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    MissedButPaid,
+    UnrecordedMiss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub installment: u32,
+}
+
+/// The projection of one loan (SPEC §7). Field order is the output's key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Projection {
+    pub loan_id: Uuid,
+    pub as_of: Date,
+    #[serde(serialize_with = "ts")]
+    pub known_at: Option<Timestamp>,
+    pub version: u64,
+    pub policy: String,
+    pub currency: String,
+    pub status: &'static str,
+    pub outstanding: Outstanding,
+    pub overdue: Overdue,
+    pub paid: Paid,
+    pub waived: Waived,
+    #[serde(serialize_with = "amt")]
+    pub penalty_accrued: Decimal,
+    #[serde(serialize_with = "amt")]
+    pub overpaid: Decimal,
+    pub days_past_due: i64,
+    pub stage: Stage,
+    pub class: &'static str,
+    pub bucket: &'static str,
+    pub extensions: u32,
+    pub broken_promise: bool,
+    pub installments: Vec<InstallmentView>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl Projection {
+    /// The exact JSON object, one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("projections always serialise")
+    }
+}
+
+/// Project a loan whose counted events are all applied to the end of day `as_of`.
+pub fn project(loan: &Loan, as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Projection {
+    let d = as_of;
+    let g = loan.grace_days;
+    let penalty_accrued = loan.accrued(d);
+    let outstanding_penalty = penalty_accrued - loan.penalty.paid - loan.penalty.waived;
+
+    let mut out_p = Decimal::ZERO;
+    let mut out_i = Decimal::ZERO;
+    let mut over_p = Decimal::ZERO;
+    let mut over_i = Decimal::ZERO;
+    let mut paid_p = Decimal::ZERO;
+    let mut paid_i = Decimal::ZERO;
+    let mut dpd = 0i64;
+    let mut anomalies = Vec::new();
+    let mut installments = Vec::with_capacity(loan.installments.len());
+
+    for i in loan.installments.iter().filter(|i| !i.removed) {
+        paid_p += i.paid_principal;
+        paid_i += i.paid_interest;
+        let unpaid = i.is_unpaid();
+        let status = if !unpaid {
+            InstallmentStatus::Paid
+        } else if i.due_on > d {
+            InstallmentStatus::Future
+        } else if d <= add_days(i.due_on, g) {
+            InstallmentStatus::Due
+        } else {
+            InstallmentStatus::Overdue
+        };
+        if unpaid {
+            out_p += i.unpaid_principal();
+            out_i += i.unpaid_interest();
+            if i.due_on < d {
+                dpd = dpd.max((d - i.due_on).num_days());
+            }
+        }
+        if status == InstallmentStatus::Overdue {
+            over_p += i.unpaid_principal();
+            over_i += i.unpaid_interest();
+            let recorded = loan
+                .misses
+                .iter()
+                .any(|m| m.installment == i.n && m.due_on == Some(i.due_on));
+            if !recorded {
+                anomalies.push(Anomaly {
+                    kind: AnomalyKind::UnrecordedMiss,
+                    installment: i.n,
+                });
+            }
+        }
+        installments.push(InstallmentView {
+            n: i.n,
+            due_on: i.due_on,
+            principal: i.principal,
+            interest: i.interest,
+            paid_principal: i.paid_principal,
+            paid_interest: i.paid_interest,
+            status,
+        });
+    }
+    for m in &loan.misses {
+        let Some(due) = m.due_on else { continue };
+        let paid_in_time = loan
+            .installments
+            .iter()
+            .find(|i| i.n == m.installment)
+            .and_then(|i| i.paid_on)
+            .is_some_and(|p| p <= add_days(due, g));
+        if paid_in_time {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::MissedButPaid,
+                installment: m.installment,
+            });
+        }
+    }
+    anomalies.sort_by_key(|a| (a.installment, a.kind));
+    anomalies.dedup();
+    installments.sort_by_key(|i| i.n);
+
+    let settled = out_p.is_zero() && out_i.is_zero() && outstanding_penalty.is_zero();
+    let extended = !loan.extensions.is_empty();
+    let (stage, broken_promise) = stage::stage(
+        &StageInput {
+            dpd,
+            grace_days: g,
+            settled,
+            extended,
+            stage_before_last_extension: loan.extensions.last().map(|e| e.stage_before),
+        },
+        policy,
+    );
+    Projection {
+        loan_id: loan.loan_id,
+        as_of,
+        known_at,
+        version: loan.version,
+        policy: policy.name.clone(),
+        currency: loan.currency.clone(),
+        status: if settled { "settled" } else { "active" },
+        outstanding: Outstanding {
+            principal: out_p,
+            interest: out_i,
+            penalty: outstanding_penalty,
+            total: out_p + out_i + outstanding_penalty,
+        },
+        overdue: Overdue {
+            principal: over_p,
+            interest: over_i,
+        },
+        paid: Paid {
+            principal: paid_p,
+            interest: paid_i,
+            penalty: loan.penalty.paid,
+        },
+        waived: Waived {
+            penalty: loan.penalty.waived,
+            interest: loan.waived_interest,
+        },
+        penalty_accrued,
+        overpaid: loan.overpaid,
+        days_past_due: dpd,
+        stage,
+        class: stage::class(dpd, extended, settled),
+        bucket: stage::bucket(dpd),
+        extensions: loan.extensions.len() as u32,
+        broken_promise,
+        installments,
+        anomalies,
+    }
+}
