@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(parse_amount("--1"), Err(NumberError::NotANumber));
         assert_eq!(parse_amount("١٢"), Err(NumberError::NotANumber));
         assert!(parse_amount("9999999999999999.99").is_ok());
-        assert_eq!(parse_amount("10000000000000000"), Err(NumberError::TooLarge));
+        assert_eq!(
+            parse_amount("10000000000000000"),
+            Err(NumberError::TooLarge)
+        );
     }
 
     #[test]

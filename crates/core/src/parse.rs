@@ -63,7 +63,9 @@ pub enum Invalid {
     NotOneOf(String, &'static str),
     #[error("must be at least 1, got {0}")]
     MultiplierBelowOne(Decimal),
-    #[error("penalty APR daily_rate × penalty_multiplier × 365 = {apr} exceeds the policy cap {cap}")]
+    #[error(
+        "penalty APR daily_rate × penalty_multiplier × 365 = {apr} exceeds the policy cap {cap}"
+    )]
     AprAboveCap { apr: Decimal, cap: Decimal },
     #[error("{0}")]
     BadSchedule(String),
@@ -326,7 +328,9 @@ impl Obj {
 
     fn text(&mut self, name: &str) -> R<Option<String>> {
         let s = self.opt_str(name)?;
-        if s.as_ref().is_some_and(|s| s.chars().count() > MAX_TEXT_CHARS) {
+        if s.as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_TEXT_CHARS)
+        {
             return Err(self.err(name, Invalid::TextTooLong));
         }
         Ok(s)
@@ -434,7 +438,9 @@ fn parse_event_value(v: Value) -> R<(NewEvent, ChainFields)> {
     };
     let recorded_at = match o.opt_str("recorded_at")? {
         None => None,
-        Some(s) => Some(parse_timestamp(&s).ok_or_else(|| o.err("recorded_at", Invalid::BadTimestamp(s)))?),
+        Some(s) => Some(
+            parse_timestamp(&s).ok_or_else(|| o.err("recorded_at", Invalid::BadTimestamp(s)))?,
+        ),
     };
     let chain = ChainFields {
         prev_hash: o.opt_str("prev_hash")?,

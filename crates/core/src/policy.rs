@@ -95,6 +95,9 @@ mod tests {
     #[test]
     fn rejects_non_increasing_thresholds() {
         let json = r#"{"name":"x","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":4,"outsourced_from_dpd":31,"legal_from_dpd":61}}"#;
-        assert!(matches!(Policy::from_json(json), Err(PolicyError::Thresholds)));
+        assert!(matches!(
+            Policy::from_json(json),
+            Err(PolicyError::Thresholds)
+        ));
     }
 }

@@ -26,11 +26,16 @@ pub enum ScheduleError {
 /// `on` plus `k` calendar months, the day clamped to the end of a shorter month
 /// (2024-01-31 + 1 month = 2024-02-29).
 pub fn add_months(on: Date, k: u32) -> Option<Date> {
-    on.checked_add_months(Months::new(k)).filter(|d| *d <= last_date())
+    on.checked_add_months(Months::new(k))
+        .filter(|d| *d <= last_date())
 }
 
 /// Compute the schedule for `principal` disbursed `on` under `terms`.
-pub fn compute(on: Date, principal: Decimal, terms: &Terms) -> Result<Vec<ScheduledInstallment>, ScheduleError> {
+pub fn compute(
+    on: Date,
+    principal: Decimal,
+    terms: &Terms,
+) -> Result<Vec<ScheduledInstallment>, ScheduleError> {
     match terms.repayment {
         Repayment::Bullet { days } => {
             let due_on = on
@@ -135,21 +140,44 @@ mod tests {
     }
     fn rows(s: &[ScheduledInstallment]) -> Vec<(u32, String, String, String)> {
         s.iter()
-            .map(|i| (i.n, i.due_on.to_string(), i.principal.to_string(), i.interest.to_string()))
+            .map(|i| {
+                (
+                    i.n,
+                    i.due_on.to_string(),
+                    i.principal.to_string(),
+                    i.interest.to_string(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn bullet_spec_example() {
-        let s = compute(date("2024-01-01"), d("1000.00"), &terms("0.0005", Repayment::Bullet { days: 30 })).unwrap();
-        assert_eq!(rows(&s), vec![(1, "2024-01-31".into(), "1000.00".into(), "15.00".into())]);
+        let s = compute(
+            date("2024-01-01"),
+            d("1000.00"),
+            &terms("0.0005", Repayment::Bullet { days: 30 }),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&s),
+            vec![(1, "2024-01-31".into(), "1000.00".into(), "15.00".into())]
+        );
     }
 
     #[test]
     fn bullet_interest_rounds_half_away() {
         // 333.33 × 0.0005 × 7 = 1.166655 → 1.17
-        let s = compute(date("2024-03-01"), d("333.33"), &terms("0.0005", Repayment::Bullet { days: 7 })).unwrap();
-        assert_eq!(rows(&s), vec![(1, "2024-03-08".into(), "333.33".into(), "1.17".into())]);
+        let s = compute(
+            date("2024-03-01"),
+            d("333.33"),
+            &terms("0.0005", Repayment::Bullet { days: 7 }),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&s),
+            vec![(1, "2024-03-08".into(), "333.33".into(), "1.17".into())]
+        );
     }
 
     #[test]
@@ -165,7 +193,13 @@ mod tests {
         // P = 1000.00, r = 0.0005 × 30 = 0.015; 1000/3 = 333.333… → 333.33
         // k=1: O=1000.00, interest 15.00; k=2: O=666.67, interest 10.00005 → 10.00;
         // k=3: O=333.34, interest 5.0001 → 5.00, principal takes the remainder 333.34.
-        let t = terms("0.0005", Repayment::Installments { count: 3, method: Method::EqualPrincipal });
+        let t = terms(
+            "0.0005",
+            Repayment::Installments {
+                count: 3,
+                method: Method::EqualPrincipal,
+            },
+        );
         let s = compute(date("2024-01-31"), d("1000.00"), &t).unwrap();
         assert_eq!(
             rows(&s),
@@ -184,7 +218,13 @@ mod tests {
         // k=1: interest 15.00, principal round(343.3829 − 15.00) = 328.38, O → 671.62
         // k=2: interest round(671.62 × 0.015 = 10.0743) = 10.07, principal round(333.3129) = 333.31
         // k=3: O = 338.31, interest round(5.07465) = 5.07, principal 338.31 (remainder)
-        let t = terms("0.0005", Repayment::Installments { count: 3, method: Method::EqualInstallment });
+        let t = terms(
+            "0.0005",
+            Repayment::Installments {
+                count: 3,
+                method: Method::EqualInstallment,
+            },
+        );
         let s = compute(date("2024-01-15"), d("1000.00"), &t).unwrap();
         assert_eq!(
             rows(&s),
@@ -199,7 +239,13 @@ mod tests {
     #[test]
     fn zero_rate_loan() {
         // A = P / N = 100.00 / 3 = 33.333… → 33.33, 33.33, remainder 33.34; no interest.
-        let t = terms("0", Repayment::Installments { count: 3, method: Method::EqualInstallment });
+        let t = terms(
+            "0",
+            Repayment::Installments {
+                count: 3,
+                method: Method::EqualInstallment,
+            },
+        );
         let s = compute(date("2024-05-10"), d("100.00"), &t).unwrap();
         assert_eq!(
             rows(&s),
@@ -209,14 +255,28 @@ mod tests {
                 (3, "2024-08-10".into(), "33.34".into(), "0.00".into()),
             ]
         );
-        let b = compute(date("2024-05-10"), d("100.00"), &terms("0", Repayment::Bullet { days: 14 })).unwrap();
-        assert_eq!(rows(&b), vec![(1, "2024-05-24".into(), "100.00".into(), "0.00".into())]);
+        let b = compute(
+            date("2024-05-10"),
+            d("100.00"),
+            &terms("0", Repayment::Bullet { days: 14 }),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&b),
+            vec![(1, "2024-05-24".into(), "100.00".into(), "0.00".into())]
+        );
     }
 
     #[test]
     fn principal_too_small_is_refused() {
         // 0.06 / 12 = 0.005 → 0.01 each; eleven of them exceed 0.06.
-        let t = terms("0", Repayment::Installments { count: 12, method: Method::EqualPrincipal });
+        let t = terms(
+            "0",
+            Repayment::Installments {
+                count: 12,
+                method: Method::EqualPrincipal,
+            },
+        );
         assert_eq!(
             compute(date("2024-01-01"), d("0.06"), &t),
             Err(ScheduleError::PrincipalTooSmall(12))
@@ -226,6 +286,9 @@ mod tests {
     #[test]
     fn due_dates_past_9999_are_refused() {
         let t = terms("0.0005", Repayment::Bullet { days: 30 });
-        assert_eq!(compute(date("9999-12-15"), d("1.00"), &t), Err(ScheduleError::PastLastDate));
+        assert_eq!(
+            compute(date("9999-12-15"), d("1.00"), &t),
+            Err(ScheduleError::PastLastDate)
+        );
     }
 }

@@ -111,7 +111,11 @@ pub trait Gate {
 pub struct OpenGate;
 
 impl Gate for OpenGate {
-    fn check(&mut self, _: &[Event], _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    fn check(
+        &mut self,
+        _: &[Event],
+        _: &Event,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
 }
@@ -293,8 +297,9 @@ impl SledStore {
             }
         }
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("lock") =>
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
             {
                 StoreError::Locked { path: path.clone() }
             }
@@ -304,17 +309,20 @@ impl SledStore {
         let fmt_key = key(b'm', &[b"format"]);
         match tree.get(&fmt_key)? {
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                    corrupt("metadata", "format version is not 4 bytes")
-                })?);
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| corrupt("metadata", "format version is not 4 bytes"))?,
+                );
                 if found > FORMAT_VERSION {
                     return Err(StoreError::FormatTooNew { path, found });
                 }
             }
             None => {
-                let others = db.tree_names().into_iter().any(|n| {
-                    n.as_ref() != TREE.as_bytes() && n.as_ref() != b"__sled__default"
-                });
+                let others = db
+                    .tree_names()
+                    .into_iter()
+                    .any(|n| n.as_ref() != TREE.as_bytes() && n.as_ref() != b"__sled__default");
                 if !tree.is_empty() || others || !db.is_empty() {
                     return Err(StoreError::NotAStore {
                         path,
@@ -377,6 +385,43 @@ impl SledStore {
         })
     }
 
+    /// One loan's stored event values in `seq` order, undecoded (decoding is left to the caller,
+    /// so batch replay can decode on worker threads).
+    pub fn raw_stream(&self, loan: Uuid) -> Result<Vec<sled::IVec>, StoreError> {
+        self.tree
+            .scan_prefix(key(b'e', &[loan.as_bytes()]))
+            .values()
+            .map(|v| v.map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Visit every loan's stored event values in `loan_id` order, undecoded.
+    pub fn for_each_stream_raw(
+        &self,
+        f: &mut dyn FnMut(Uuid, Vec<sled::IVec>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut current: Option<Uuid> = None;
+        let mut values = Vec::new();
+        for kv in self.tree.scan_prefix([b'e']) {
+            let (k, v) = kv?;
+            if k.len() != 25 {
+                return Err(corrupt("event key", "is not 25 bytes"));
+            }
+            let loan = uuid_at(&k[1..17], "event key")?;
+            if current != Some(loan) {
+                if let Some(prev) = current.take() {
+                    f(prev, std::mem::take(&mut values))?;
+                }
+                current = Some(loan);
+            }
+            values.push(v);
+        }
+        if let Some(prev) = current {
+            f(prev, values)?;
+        }
+        Ok(())
+    }
+
     /// Flush everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -391,7 +436,10 @@ fn same_content(stored: &Event, new: &NewEvent) -> Result<(), String> {
         return Err(format!("stored for loan {}", stored.loan_id));
     }
     if stored.body != new.body {
-        return Err(format!("stored as a different {} event", stored.body.kind()));
+        return Err(format!(
+            "stored as a different {} event",
+            stored.body.kind()
+        ));
     }
     if new.seq.is_some_and(|s| s != stored.seq) {
         return Err(format!("stored at seq {}", stored.seq));
@@ -504,7 +552,10 @@ impl EventStore for SledStore {
                 .map_err(|reason| AppendError::Rejected { index, reason })?;
 
             sled_batch.insert(event_key(&ev.loan_id, seq), encode_event(&ev));
-            sled_batch.insert(key(b'i', &[event_id.as_bytes()]), loan_seq(&ev.loan_id, seq));
+            sled_batch.insert(
+                key(b'i', &[event_id.as_bytes()]),
+                loan_seq(&ev.loan_id, seq),
+            );
             sled_batch.insert(key(b'l', &[&pos.to_be_bytes()]), loan_seq(&ev.loan_id, seq));
             pos += 1;
             work.head_seq = seq;

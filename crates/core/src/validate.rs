@@ -41,11 +41,18 @@ fn validate_disbursed(d: &mut Disbursed, policy: &Policy) -> Result<(), InputErr
         if inst.n != want {
             return Err(InputError::new(
                 format!("schedule[{i}].n"),
-                Invalid::BadSchedule(format!("is {}, expected {want} (installments are numbered 1..N)", inst.n)),
+                Invalid::BadSchedule(format!(
+                    "is {}, expected {want} (installments are numbered 1..N)",
+                    inst.n
+                )),
             ));
         }
         if inst.due_on <= prev {
-            let what = if i == 0 { "the disbursement date" } else { "the previous due date" };
+            let what = if i == 0 {
+                "the disbursement date"
+            } else {
+                "the previous due date"
+            };
             return Err(InputError::new(
                 format!("schedule[{i}].due_on"),
                 Invalid::BadSchedule(format!("{} is not after {what} {prev}", inst.due_on)),

@@ -14,7 +14,9 @@ use crate::fold::{add_days, Loan};
 pub enum Rejection {
     #[error("type: the loan has no disbursement; its first event must be `disbursed`")]
     NotDisbursed,
-    #[error("type: the loan is already disbursed (a `disbursed` event must be seq 1, exactly once)")]
+    #[error(
+        "type: the loan is already disbursed (a `disbursed` event must be seq 1, exactly once)"
+    )]
     AlreadyDisbursed,
     #[error("on: payment on {on} is before the disbursement on {disbursed_on}")]
     PaymentBeforeDisbursement { on: Date, disbursed_on: Date },
@@ -39,17 +41,28 @@ pub enum Rejection {
     #[error("type: the loan already has {count} extensions; the policy allows {max}")]
     TooManyExtensions { count: usize, max: u32 },
     #[error("waive_penalty: {asked} is more than the unpaid penalty {unpaid} through {agreed_on}")]
-    WaivePenaltyExceeds { asked: String, unpaid: String, agreed_on: Date },
+    WaivePenaltyExceeds {
+        asked: String,
+        unpaid: String,
+        agreed_on: Date,
+    },
     #[error("waive_interest: {asked} is more than the unpaid interest {unpaid}")]
     WaiveInterestExceeds { asked: String, unpaid: String },
-    #[error("installments: the plan's principals sum to {plan}, but the unpaid principal is {unpaid}")]
+    #[error(
+        "installments: the plan's principals sum to {plan}, but the unpaid principal is {unpaid}"
+    )]
     PlanPrincipalMismatch { plan: String, unpaid: String },
 }
 
 /// Check `ev` against `loan`, the state at the end of `ev`'s business date with every other known
 /// event of that date applied (`ev` carries the highest seq, so it is applied last that day).
 /// `known_extensions` counts every stored extension, whatever its date.
-pub fn decide(loan: &Loan, ev: &Event, known_extensions: usize, policy: &Policy) -> Result<(), Rejection> {
+pub fn decide(
+    loan: &Loan,
+    ev: &Event,
+    known_extensions: usize,
+    policy: &Policy,
+) -> Result<(), Rejection> {
     match &ev.body {
         Body::Disbursed(_) => Err(Rejection::AlreadyDisbursed),
         Body::Payment(p) => {
@@ -118,7 +131,10 @@ pub fn decide(loan: &Loan, ev: &Event, known_extensions: usize, policy: &Policy)
             let unpaid_principal: Decimal = live().map(|i| i.unpaid_principal()).sum();
             let unpaid_interest: Decimal = live().map(|i| i.unpaid_interest()).sum();
             let unpaid_penalty = loan.unpaid_penalty(day);
-            if unpaid_principal.is_zero() && unpaid_interest.is_zero() && unpaid_penalty <= Decimal::ZERO {
+            if unpaid_principal.is_zero()
+                && unpaid_interest.is_zero()
+                && unpaid_penalty <= Decimal::ZERO
+            {
                 return Err(Rejection::LoanSettled { agreed_on: day });
             }
             if let Some(Waiver::Amount(a)) = x.waive_penalty {

@@ -22,11 +22,13 @@ use crate::stage::{Stage, StageInput};
 
 /// One day after `d`.
 pub(crate) fn next_day(d: Date) -> Date {
-    d.checked_add_days(Days::new(1)).expect("dates stay far below chrono's range")
+    d.checked_add_days(Days::new(1))
+        .expect("dates stay far below chrono's range")
 }
 
 pub(crate) fn add_days(d: Date, n: u32) -> Date {
-    d.checked_add_days(Days::new(n as u64)).expect("dates stay far below chrono's range")
+    d.checked_add_days(Days::new(n as u64))
+        .expect("dates stay far below chrono's range")
 }
 
 /// The state of an installment at the end of day `from`, and on every day after it until the
@@ -66,7 +68,8 @@ impl Installment {
         self.interest - self.paid_interest
     }
     pub fn is_unpaid(&self) -> bool {
-        !self.removed && (self.unpaid_principal() > Decimal::ZERO || self.unpaid_interest() > Decimal::ZERO)
+        !self.removed
+            && (self.unpaid_principal() > Decimal::ZERO || self.unpaid_interest() > Decimal::ZERO)
     }
 
     /// Record the end-of-day state for `day` (events arrive in date order, so `day` is never
@@ -91,7 +94,9 @@ impl Installment {
         };
         match self.history.last_mut() {
             Some(last) if last.from == day => *last = st,
-            Some(last) if last.due_on == st.due_on && last.base == st.base && last.unpaid == st.unpaid => {}
+            Some(last)
+                if last.due_on == st.due_on && last.base == st.base && last.unpaid == st.unpaid => {
+            }
             _ => self.history.push(st),
         }
     }
@@ -375,7 +380,10 @@ impl Loan {
     /// back-dated events did to the state they were checked against (SPEC §8 "Replay is total").
     pub fn apply(&mut self, ev: &Event, policy: &arrears_core::Policy) {
         let day = ev.business_date();
-        debug_assert!((day, ev.seq) >= self.cursor, "events must be applied in (date, seq) order");
+        debug_assert!(
+            (day, ev.seq) >= self.cursor,
+            "events must be applied in (date, seq) order"
+        );
         self.cursor = (day, ev.seq);
         self.version = self.version.max(ev.seq);
         match &ev.body {
@@ -436,7 +444,8 @@ impl Loan {
         let day = x.agreed_on;
         let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
         // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).
-        let unpaid_penalty = (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);
+        let unpaid_penalty =
+            (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);
         let waived_penalty = match x.waive_penalty {
             None => Decimal::ZERO,
             Some(Waiver::All) => unpaid_penalty,

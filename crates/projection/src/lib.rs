@@ -25,7 +25,11 @@ pub use view::{project, Projection};
 
 /// The events that count for (`as_of`, `known_at`), in application order: business date, then
 /// seq. `events` is one loan's stream in seq order.
-pub fn counted<'a>(events: &'a [Event], as_of: Date, known_at: Option<Timestamp>) -> Vec<&'a Event> {
+pub fn counted<'a>(
+    events: &'a [Event],
+    as_of: Date,
+    known_at: Option<Timestamp>,
+) -> Vec<&'a Event> {
     let mut v: Vec<&Event> = events
         .iter()
         .take_while(|e| known_at.is_none_or(|t| e.recorded_at <= t))
@@ -49,12 +53,22 @@ pub fn fold_counted(events: &[&Event], policy: &Policy) -> Option<Loan> {
 }
 
 /// Fold a loan's events as of the end of `as_of`, as known at `known_at`.
-pub fn fold(events: &[Event], as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Option<Loan> {
+pub fn fold(
+    events: &[Event],
+    as_of: Date,
+    known_at: Option<Timestamp>,
+    policy: &Policy,
+) -> Option<Loan> {
     fold_counted(&counted(events, as_of, known_at), policy)
 }
 
 /// The SPEC §7 projection of one loan, or `None` if no disbursement counts.
-pub fn replay(events: &[Event], as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Option<Projection> {
+pub fn replay(
+    events: &[Event],
+    as_of: Date,
+    known_at: Option<Timestamp>,
+    policy: &Policy,
+) -> Option<Projection> {
     let loan = fold(events, as_of, known_at, policy)?;
     Some(project(&loan, as_of, known_at, policy))
 }
@@ -161,7 +175,10 @@ impl<'p> DecideGate<'p> {
         if let Some(m) = mine.filter(|_| matches!(ev.body, Body::Missed(_))) {
             let later = &loan.misses[misses_before + 1..];
             if let Some(due_on) = m.due_on {
-                if later.iter().any(|r| r.installment == m.installment && r.due_on == Some(due_on)) {
+                if later
+                    .iter()
+                    .any(|r| r.installment == m.installment && r.due_on == Some(due_on))
+                {
                     return Err(Rejection::DuplicateMiss {
                         n: m.installment,
                         due_on,

@@ -94,7 +94,14 @@ pub fn stage(s: &StageInput, policy: &Policy) -> (Stage, bool) {
         return (Stage::Settled, false);
     }
     if s.dpd == 0 {
-        return (if s.extended { Stage::Negotiated } else { Stage::Current }, false);
+        return (
+            if s.extended {
+                Stage::Negotiated
+            } else {
+                Stage::Current
+            },
+            false,
+        );
     }
     if s.dpd <= s.grace_days as i64 {
         return (Stage::Grace, false);
@@ -103,7 +110,11 @@ pub fn stage(s: &StageInput, policy: &Policy) -> (Stage, bool) {
     if s.extended {
         // Broken promise: overdue beyond grace again after an extension.
         let before = s.stage_before_last_extension.unwrap_or(Stage::Current);
-        let worst = if before.rank() > st.rank() { before } else { st };
+        let worst = if before.rank() > st.rank() {
+            before
+        } else {
+            st
+        };
         return (worst, true);
     }
     (st, false)
@@ -119,7 +130,13 @@ pub fn class(dpd: i64, extended: bool, settled: bool) -> &'static str {
         _ => 4,
     };
     let c = if extended && !settled { c.max(1) } else { c };
-    ["normal", "special_mention", "substandard", "doubtful", "loss"][c]
+    [
+        "normal",
+        "special_mention",
+        "substandard",
+        "doubtful",
+        "loss",
+    ][c]
 }
 
 /// `M0` for DPD 0, `M1` for 1–30, … `M6` for 151–180, `M7+` beyond.
@@ -182,22 +199,57 @@ mod tests {
     #[test]
     fn class_and_bucket_boundaries() {
         let c = |d| class(d, false, false);
-        assert_eq!([c(0), c(1), c(90), c(91), c(270), c(271), c(360), c(361)],
-            ["normal", "special_mention", "special_mention", "substandard", "substandard", "doubtful", "doubtful", "loss"]);
+        assert_eq!(
+            [c(0), c(1), c(90), c(91), c(270), c(271), c(360), c(361)],
+            [
+                "normal",
+                "special_mention",
+                "special_mention",
+                "substandard",
+                "substandard",
+                "doubtful",
+                "doubtful",
+                "loss"
+            ]
+        );
         assert_eq!(class(0, true, false), "special_mention");
         assert_eq!(class(0, true, true), "normal");
-        let b: Vec<_> = [0, 1, 30, 31, 60, 61, 150, 151, 180, 181].iter().map(|&d| bucket(d)).collect();
-        assert_eq!(b, ["M0", "M1", "M1", "M2", "M2", "M3", "M5", "M6", "M6", "M7+"]);
+        let b: Vec<_> = [0, 1, 30, 31, 60, 61, 150, 151, 180, 181]
+            .iter()
+            .map(|&d| bucket(d))
+            .collect();
+        assert_eq!(
+            b,
+            ["M0", "M1", "M1", "M2", "M2", "M3", "M5", "M6", "M6", "M7+"]
+        );
     }
 
     #[test]
     fn broken_promise_takes_the_later_stage() {
         let p = Policy::default();
-        let s = StageInput { dpd: 2, grace_days: 0, settled: false, extended: true, stage_before_last_extension: Some(Stage::Outsourced) };
+        let s = StageInput {
+            dpd: 2,
+            grace_days: 0,
+            settled: false,
+            extended: true,
+            stage_before_last_extension: Some(Stage::Outsourced),
+        };
         assert_eq!(stage(&s, &p), (Stage::Outsourced, true));
-        let s = StageInput { dpd: 20, grace_days: 0, settled: false, extended: true, stage_before_last_extension: Some(Stage::Phone) };
+        let s = StageInput {
+            dpd: 20,
+            grace_days: 0,
+            settled: false,
+            extended: true,
+            stage_before_last_extension: Some(Stage::Phone),
+        };
         assert_eq!(stage(&s, &p), (Stage::WrittenNotice, true));
-        let s = StageInput { dpd: 0, grace_days: 0, settled: false, extended: true, stage_before_last_extension: Some(Stage::Legal) };
+        let s = StageInput {
+            dpd: 0,
+            grace_days: 0,
+            settled: false,
+            extended: true,
+            stage_before_last_extension: Some(Stage::Legal),
+        };
         assert_eq!(stage(&s, &p), (Stage::Negotiated, false));
     }
 }

@@ -135,7 +135,12 @@ impl Projection {
 }
 
 /// Project a loan whose counted events are all applied to the end of day `as_of`.
-pub fn project(loan: &Loan, as_of: Date, known_at: Option<Timestamp>, policy: &Policy) -> Projection {
+pub fn project(
+    loan: &Loan,
+    as_of: Date,
+    known_at: Option<Timestamp>,
+    policy: &Policy,
+) -> Projection {
     let d = as_of;
     let g = loan.grace_days;
     let penalty_accrued = loan.accrued(d);

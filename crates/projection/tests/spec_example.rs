@@ -1,8 +1,8 @@
 mod common;
 
+use arrears_core::money::fmt_amount;
 use arrears_core::Policy;
 use arrears_projection::replay;
-use arrears_core::money::fmt_amount;
 use common::*;
 
 fn date(s: &str) -> chrono::NaiveDate {
@@ -29,7 +29,14 @@ fn due_day_is_dpd_zero_and_due() {
     assert_eq!(p.stage.as_str(), "current");
     assert_eq!(fmt_amount(p.penalty_accrued), "0.00");
     let p = replay(&evs, date("2024-02-01"), None, &Policy::default()).unwrap();
-    assert_eq!((p.days_past_due, p.stage.as_str(), fmt_amount(p.penalty_accrued)), (1, "reminder", "0.76".into()));
+    assert_eq!(
+        (
+            p.days_past_due,
+            p.stage.as_str(),
+            fmt_amount(p.penalty_accrued)
+        ),
+        (1, "reminder", "0.76".into())
+    );
 }
 
 #[test]

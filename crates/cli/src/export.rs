@@ -1,0 +1,62 @@
+//! `export --format csv`: one flat row per loan, for pandas, polars or DuckDB without code.
+
+use arrears_core::money::fmt_amount;
+use arrears_projection::Projection;
+
+/// Column names, in order.
+pub const HEADER: [&str; 24] = [
+    "loan_id",
+    "as_of",
+    "version",
+    "policy",
+    "currency",
+    "status",
+    "outstanding_principal",
+    "outstanding_interest",
+    "outstanding_penalty",
+    "outstanding_total",
+    "overdue_principal",
+    "overdue_interest",
+    "paid_principal",
+    "paid_interest",
+    "paid_penalty",
+    "waived_penalty",
+    "waived_interest",
+    "penalty_accrued",
+    "overpaid",
+    "days_past_due",
+    "stage",
+    "class",
+    "bucket",
+    "extensions",
+];
+
+/// One row, matching [`HEADER`].
+pub fn row(p: &Projection) -> Vec<String> {
+    vec![
+        p.loan_id.to_string(),
+        p.as_of.to_string(),
+        p.version.to_string(),
+        p.policy.clone(),
+        p.currency.clone(),
+        p.status.to_owned(),
+        fmt_amount(p.outstanding.principal),
+        fmt_amount(p.outstanding.interest),
+        fmt_amount(p.outstanding.penalty),
+        fmt_amount(p.outstanding.total),
+        fmt_amount(p.overdue.principal),
+        fmt_amount(p.overdue.interest),
+        fmt_amount(p.paid.principal),
+        fmt_amount(p.paid.interest),
+        fmt_amount(p.paid.penalty),
+        fmt_amount(p.waived.penalty),
+        fmt_amount(p.waived.interest),
+        fmt_amount(p.penalty_accrued),
+        fmt_amount(p.overpaid),
+        p.days_past_due.to_string(),
+        p.stage.as_str().to_owned(),
+        p.class.to_owned(),
+        p.bucket.to_owned(),
+        p.extensions.to_string(),
+    ]
+}

@@ -1,0 +1,486 @@
+//! The composing type: a store, a policy, and the projection's `decide` wired in as the store's
+//! gate. Everything the CLI does goes through here, so tests and benches drive the same code.
+
+use std::io::BufRead;
+
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use arrears_core::chain::{compute_hash, GENESIS};
+use arrears_core::event::{Body, Event, Missed, NewEvent, Timestamp};
+use arrears_core::store::{decode_event, Appended, EventStore, Head, SledStore};
+use arrears_core::validate::validate;
+use arrears_core::{parse_event, AppendError, InputError, Policy, StoreError};
+use arrears_projection::{replay, DecideGate, Projection, Snapshot};
+
+/// A CLI-level failure with its exit code: 2 for rejected input, 1 for anything else.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Rejected input: the message names the line or field and the reason. Exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// Anything else (storage, I/O). Exit 1.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Input(_) => 2,
+            Failure::Other(_) => 1,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Other(format!("I/O: {e}"))
+    }
+}
+
+/// Parse and validate one input line (1-based `line` for messages).
+pub fn parse_line(text: &str, line: usize, policy: &Policy) -> Result<NewEvent, Failure> {
+    let wrap = |e: InputError| Failure::Input(format!("line {line}: {e}"));
+    let (mut ev, _) = parse_event(text).map_err(wrap)?;
+    validate(&mut ev, policy).map_err(wrap)?;
+    Ok(ev)
+}
+
+/// Map an append error to a CLI failure naming the input line; `lines[i]` is the line number of
+/// batch entry i.
+pub fn append_failure(e: AppendError, lines: &[usize]) -> Failure {
+    match e.index() {
+        Some(i) => Failure::Input(format!(
+            "line {}: {e}",
+            lines.get(i).copied().unwrap_or(i + 1)
+        )),
+        None => Failure::Other(e.to_string()),
+    }
+}
+
+/// Totals of a batch replay, for the closing summary.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub loans: u64,
+    pub events: u64,
+    pub by_stage: std::collections::BTreeMap<&'static str, u64>,
+    pub outstanding: rust_decimal::Decimal,
+    pub penalty_accrued: rust_decimal::Decimal,
+    pub from_snapshots: u64,
+}
+
+impl Summary {
+    fn add(&mut self, p: &Projection, events: u64) {
+        self.loans += 1;
+        self.events += events;
+        *self.by_stage.entry(p.stage.as_str()).or_default() += 1;
+        self.outstanding += p.outstanding.total;
+        self.penalty_accrued += p.penalty_accrued;
+    }
+}
+
+/// One unit of replay work: a loan and its raw stored values, or its snapshot.
+enum Work {
+    Events(Uuid, Vec<sled::IVec>),
+    Snap(Snapshot),
+}
+
+/// A first problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub at: String,
+    pub why: String,
+}
+
+pub struct Ledger {
+    pub store: SledStore,
+    pub policy: Policy,
+}
+
+impl Ledger {
+    pub fn open(dir: &std::path::Path, policy: Policy) -> Result<Ledger, Failure> {
+        Ok(Ledger {
+            store: SledStore::open(dir)?,
+            policy,
+        })
+    }
+
+    /// Append a batch atomically, with `decide` as the gate.
+    pub fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, AppendError> {
+        let mut gate = DecideGate::new(&self.policy);
+        self.store.append(batch, &mut gate, now)
+    }
+
+    /// Read JSON lines, validate them all, then append them as one atomic batch (or in atomic
+    /// batches of `batch_size` when given). `on_stored` sees each stored event.
+    pub fn append_reader(
+        &self,
+        input: impl BufRead,
+        now: Timestamp,
+        batch_size: Option<usize>,
+        progress: &dyn Fn(u64),
+        on_stored: &mut dyn FnMut(&Appended) -> Result<(), Failure>,
+    ) -> Result<u64, Failure> {
+        let mut batch = Vec::new();
+        let mut line_nos = Vec::new();
+        let mut stored = 0u64;
+        for (i, line) in input.lines().enumerate() {
+            let line =
+                line.map_err(|e| Failure::Input(format!("line {}: not UTF-8 text ({e})", i + 1)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            batch.push(parse_line(&line, i + 1, &self.policy)?);
+            line_nos.push(i + 1);
+            if batch_size.is_some_and(|n| batch.len() >= n) {
+                stored += self.flush_batch(&mut batch, &mut line_nos, now, on_stored)?;
+                progress(stored);
+            }
+        }
+        stored += self.flush_batch(&mut batch, &mut line_nos, now, on_stored)?;
+        progress(stored);
+        Ok(stored)
+    }
+
+    fn flush_batch(
+        &self,
+        batch: &mut Vec<NewEvent>,
+        line_nos: &mut Vec<usize>,
+        now: Timestamp,
+        on_stored: &mut dyn FnMut(&Appended) -> Result<(), Failure>,
+    ) -> Result<u64, Failure> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let out = self
+            .append(std::mem::take(batch), now)
+            .map_err(|e| append_failure(e, line_nos))?;
+        line_nos.clear();
+        for a in &out {
+            on_stored(a)?;
+        }
+        Ok(out.len() as u64)
+    }
+
+    /// One loan's projection; `Input` error when the loan is unknown at that time.
+    pub fn show(
+        &self,
+        loan: Uuid,
+        as_of: NaiveDate,
+        known_at: Option<Timestamp>,
+    ) -> Result<Projection, Failure> {
+        let events = self.store.stream(loan, known_at)?;
+        replay(&events, as_of, known_at, &self.policy).ok_or_else(|| unknown(loan, as_of, known_at))
+    }
+
+    /// One loan's audit trail.
+    pub fn explain(
+        &self,
+        loan: Uuid,
+        as_of: NaiveDate,
+        known_at: Option<Timestamp>,
+    ) -> Result<arrears_projection::explain::Explain, Failure> {
+        let events = self.store.stream(loan, known_at)?;
+        let folded = arrears_projection::fold(&events, as_of, known_at, &self.policy)
+            .ok_or_else(|| unknown(loan, as_of, known_at))?;
+        Ok(arrears_projection::explain::explain(&folded, as_of))
+    }
+
+    /// Replay every loan to `as_of`, calling `emit` with each projection in `loan_id` order.
+    /// Work is spread over the current rayon pool in chunks; the output order does not depend on
+    /// the number of threads. With `incremental`, loans whose stored snapshot is current are
+    /// projected from it without reading their events, and stale snapshots are rewritten.
+    pub fn replay_all(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<Timestamp>,
+        incremental: bool,
+        progress: &dyn Fn(u64),
+        emit: &mut dyn FnMut(&Projection) -> Result<(), Failure>,
+    ) -> Result<Summary, Failure> {
+        const CHUNK: usize = 2048;
+        let mut summary = Summary::default();
+        let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
+        let policy = &self.policy;
+        let mut run = |chunk: &mut Vec<Work>, summary: &mut Summary| -> Result<(), Failure> {
+            let results: Vec<Result<Option<(Projection, u64, Option<Vec<u8>>)>, StoreError>> =
+                chunk
+                    .par_drain(..)
+                    .map(|w| match w {
+                        Work::Snap(snap) => {
+                            let p = arrears_projection::project(&snap.loan, as_of, None, policy);
+                            Ok(Some((p, 0, None)))
+                        }
+                        Work::Events(loan, raw) => {
+                            let events = decode_all(loan, &raw)?;
+                            let n = events.len() as u64;
+                            let p = replay(&events, as_of, known_at, policy);
+                            let snap = if incremental {
+                                Snapshot::build(&events, policy).map(|s| s.encode())
+                            } else {
+                                None
+                            };
+                            Ok(p.map(|p| (p, n, snap)))
+                        }
+                    })
+                    .collect();
+            let mut snaps = Vec::new();
+            for r in results {
+                if let Some((p, n, snap)) = r? {
+                    if n == 0 {
+                        summary.from_snapshots += 1;
+                    }
+                    summary.add(&p, n);
+                    emit(&p)?;
+                    if let Some(s) = snap {
+                        snaps.push((p.loan_id, s));
+                    }
+                }
+            }
+            if !snaps.is_empty() {
+                self.store.put_snapshots(snaps)?;
+            }
+            progress(summary.loans);
+            Ok(())
+        };
+        if incremental && known_at.is_none() {
+            let heads = self.store.heads()?;
+            for (loan, head) in heads {
+                let snap = self
+                    .store
+                    .snapshot(loan)?
+                    .and_then(|b| Snapshot::decode(&b))
+                    .filter(|s| s.version() == head.seq && s.serves(as_of, policy));
+                match snap {
+                    Some(s) => chunk.push(Work::Snap(s)),
+                    None => chunk.push(Work::Events(loan, self.store.raw_stream(loan)?)),
+                }
+                if chunk.len() >= CHUNK {
+                    run(&mut chunk, &mut summary)?;
+                }
+            }
+        } else {
+            self.store.for_each_stream_raw(&mut |loan, raw| {
+                chunk.push(Work::Events(loan, raw));
+                if chunk.len() >= CHUNK {
+                    run(&mut chunk, &mut summary).map_err(|e| StoreError::Corrupt {
+                        at: "replay".into(),
+                        why: e.to_string(),
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        run(&mut chunk, &mut summary)?;
+        Ok(summary)
+    }
+
+    /// The end-of-day job: a `missed` (observed on `as_of`) for every unrecorded miss, appended
+    /// as one atomic batch. Idempotent: a second run finds nothing to record.
+    pub fn sweep(&self, as_of: NaiveDate, now: Timestamp) -> Result<Vec<Appended>, Failure> {
+        let mut batch = Vec::new();
+        self.replay_all(as_of, None, false, &|_| {}, &mut |p| {
+            for a in &p.anomalies {
+                if a.kind == arrears_projection::view::AnomalyKind::UnrecordedMiss {
+                    batch.push(NewEvent {
+                        event_id: None,
+                        loan_id: p.loan_id,
+                        seq: None,
+                        recorded_at: None,
+                        body: Body::Missed(Missed {
+                            installment: a.installment,
+                            observed_on: as_of,
+                        }),
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append(batch, now).map_err(|e| match e {
+            AppendError::Store(s) => Failure::Other(s.to_string()),
+            other => Failure::Other(format!("sweep: {other}")),
+        })
+    }
+
+    /// Re-check every hash chain, `seq` run and head; the first problem found, if any.
+    pub fn verify(&self) -> Result<Option<Broken>, Failure> {
+        let heads: std::collections::BTreeMap<Uuid, Head> =
+            self.store.heads()?.into_iter().collect();
+        let mut seen = 0usize;
+        let mut broken: Option<Broken> = None;
+        let mut events_total = 0u64;
+        self.store.for_each_stream_raw(&mut |loan, raw| {
+            if broken.is_some() {
+                return Ok(());
+            }
+            seen += 1;
+            events_total += raw.len() as u64;
+            broken = check_chain(loan, &raw, heads.get(&loan));
+            Ok(())
+        })?;
+        if broken.is_none() && seen != heads.len() {
+            let missing = heads.keys().find(|l| {
+                self.store
+                    .raw_stream(**l)
+                    .map(|r| r.is_empty())
+                    .unwrap_or(true)
+            });
+            broken = Some(Broken {
+                at: missing.map_or_else(|| "heads".to_owned(), |l| format!("loan {l} seq 1")),
+                why: "a loan head exists but the loan has no events".into(),
+            });
+        }
+        if broken.is_none() {
+            let log = self.store.log(1, usize::MAX)?;
+            if log.len() as u64 != events_total {
+                broken = Some(Broken {
+                    at: "global log".into(),
+                    why: format!("{} log entries for {} events", log.len(), events_total),
+                });
+            }
+        }
+        Ok(broken)
+    }
+
+    /// The root hash over every loan's chain head: `POSITION-HEX`, where POSITION is the last
+    /// global log position it covers. An auditor keeps it outside the system.
+    pub fn digest(&self) -> Result<String, Failure> {
+        let log = self.store.log(1, usize::MAX)?;
+        let position = log.last().map_or(0, |e| e.position);
+        let mut h = Sha256::new();
+        for (loan, head) in self.store.heads()? {
+            h.update(loan.as_bytes());
+            h.update(head.seq.to_be_bytes());
+            h.update(head.hash);
+        }
+        Ok(format!("{position}-{}", hex::encode(h.finalize())))
+    }
+
+    /// Whether the store still extends the state a digest was taken of: every loan's event at
+    /// the seq it had at that log position still carries the hash the digest covered.
+    pub fn check_digest(&self, digest: &str) -> Result<Result<(), String>, Failure> {
+        let (pos, want) = digest
+            .split_once('-')
+            .and_then(|(p, h)| Some((p.parse::<u64>().ok()?, h)))
+            .ok_or_else(|| Failure::Input(format!("--digest: `{digest}` is not POSITION-HEX")))?;
+        let mut seqs: std::collections::BTreeMap<Uuid, u64> = std::collections::BTreeMap::new();
+        for e in self.store.log(1, pos as usize)? {
+            if e.position > pos {
+                break;
+            }
+            let s = seqs.entry(e.loan_id).or_default();
+            *s = (*s).max(e.seq);
+        }
+        let mut h = Sha256::new();
+        for (loan, seq) in &seqs {
+            let raw = self.store.raw_stream(*loan)?;
+            let Some(bytes) = raw.get(*seq as usize - 1) else {
+                return Ok(Err(format!("loan {loan} seq {seq} is gone")));
+            };
+            let ev = decode_event(bytes, &format!("loan {loan} seq {seq}"))?;
+            h.update(loan.as_bytes());
+            h.update(seq.to_be_bytes());
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&ev.hash, &mut hash).is_err() {
+                return Ok(Err(format!("loan {loan} seq {seq} has a malformed hash")));
+            }
+            h.update(hash);
+        }
+        if hex::encode(h.finalize()) == want {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(format!(
+                "the chain heads at log position {pos} do not hash to the digest"
+            )))
+        }
+    }
+}
+
+fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure {
+    let when = match known_at {
+        Some(t) => format!(
+            "as of {as_of} as known at {}",
+            arrears_core::event::fmt_timestamp(&t)
+        ),
+        None => format!("as of {as_of}"),
+    };
+    Failure::Input(format!(
+        "loan {loan} is unknown {when} (no disbursement counts)"
+    ))
+}
+
+fn decode_all(loan: Uuid, raw: &[sled::IVec]) -> Result<Vec<Event>, StoreError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, b)| decode_event(b, &format!("loan {loan} seq {}", i + 1)))
+        .collect()
+}
+
+/// Check one loan's raw stream: seq 1.. without gaps, each `prev_hash` the previous `hash`, each
+/// `hash` recomputed, the head matching the last event.
+fn check_chain(loan: Uuid, raw: &[sled::IVec], head: Option<&Head>) -> Option<Broken> {
+    let mut prev = GENESIS.to_owned();
+    for (i, bytes) in raw.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let at = format!("loan {loan} seq {seq}");
+        let ev = match decode_event(bytes, &at) {
+            Ok(ev) => ev,
+            Err(e) => {
+                return Some(Broken {
+                    at,
+                    why: e.to_string(),
+                })
+            }
+        };
+        if ev.loan_id != loan || ev.seq != seq {
+            return Some(Broken {
+                at,
+                why: format!(
+                    "stored under loan {loan} seq {seq} but says loan {} seq {}",
+                    ev.loan_id, ev.seq
+                ),
+            });
+        }
+        if ev.prev_hash != prev {
+            return Some(Broken {
+                at,
+                why: "prev_hash does not match the previous event's hash (an event was removed, inserted or reordered)".into(),
+            });
+        }
+        if compute_hash(&ev) != ev.hash {
+            return Some(Broken {
+                at,
+                why: "hash does not match the event's content (the event was edited)".into(),
+            });
+        }
+        prev = ev.hash;
+    }
+    let last = raw.len() as u64;
+    match head {
+        None => Some(Broken {
+            at: format!("loan {loan}"),
+            why: "events without a head entry".into(),
+        }),
+        Some(h) if h.seq != last || hex::encode(h.hash) != prev => Some(Broken {
+            at: format!("loan {loan} seq {}", last.min(h.seq).max(1)),
+            why: format!("the loan's head says seq {} but the stream ends at seq {last} (events were removed or added)", h.seq),
+        }),
+        Some(_) => None,
+    }
+}
