@@ -1,0 +1,489 @@
+//! A deliberately naive day-by-day reference of SPEC §3–§8, written separately from the
+//! closed-form projection. It walks every calendar day from the disbursement to the as-of date,
+//! records every installment's end-of-day state in a per-day table, and recomputes the penalty
+//! accrued from scratch (Σ over every past day) whenever it is needed. Slow on purpose: O(days²).
+//! It builds the SPEC §7 object as a `serde_json::Value` so that no output type is shared.
+
+use std::collections::BTreeMap;
+
+use arrears_core::event::{Body, Event, Reschedule, Waiver};
+use arrears_core::money::fmt_amount;
+use chrono::{Days, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+
+type D = NaiveDate;
+
+fn r2(x: Decimal) -> Decimal {
+    x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+#[derive(Clone, Debug)]
+struct Inst {
+    n: u32,
+    due: D,
+    principal: Decimal,
+    interest: Decimal,
+    paid_p: Decimal,
+    paid_i: Decimal,
+    removed: bool,
+}
+
+impl Inst {
+    fn unpaid(&self) -> bool {
+        !self.removed && (self.principal > self.paid_p || self.interest > self.paid_i)
+    }
+}
+
+/// End-of-day state of one installment.
+#[derive(Clone, Copy, Debug)]
+struct Eod {
+    due: D,
+    base: Decimal,
+    unpaid: bool,
+}
+
+struct World {
+    on: D,
+    grace: i64,
+    compound: bool,
+    rate: Decimal,
+    insts: Vec<Inst>,
+    /// table[day index][installment index] (None: did not exist yet)
+    table: Vec<Vec<Option<Eod>>>,
+    pen_paid: Decimal,
+    pen_waived: Decimal,
+    int_waived: Decimal,
+    overpaid: Decimal,
+    /// (agreed_on, stage before as a rank + name)
+    exts: Vec<(D, (u8, &'static str))>,
+    misses: Vec<(u32, Option<D>)>,
+    paid_on: BTreeMap<u32, D>,
+}
+
+fn plus(d: D, n: i64) -> D {
+    if n >= 0 {
+        d.checked_add_days(Days::new(n as u64)).unwrap()
+    } else {
+        d.checked_sub_days(Days::new((-n) as u64)).unwrap()
+    }
+}
+
+impl World {
+    fn idx(&self, d: D) -> usize {
+        (d - self.on).num_days() as usize
+    }
+
+    fn eod(&self, i: usize, x: D) -> Option<Eod> {
+        if x < self.on {
+            return None;
+        }
+        self.table
+            .get(self.idx(x))
+            .and_then(|row| row.get(i).copied().flatten())
+    }
+
+    /// B(x) as seen on day t, straight from the definition.
+    fn b(&self, x: D, t: D) -> Decimal {
+        let mut sum = Decimal::ZERO;
+        for i in 0..self.insts.len() {
+            let Some(s) = self.eod(i, x) else { continue };
+            if !s.unpaid || x < s.due {
+                continue;
+            }
+            let last_grace = plus(s.due, self.grace);
+            if plus(last_grace, 1) > t {
+                continue; // default not visible yet
+            }
+            let defaulted = self
+                .eod(i, last_grace)
+                .map(|g| g.due == s.due && g.unpaid)
+                .unwrap_or(false);
+            if defaulted {
+                sum += s.base;
+            }
+        }
+        sum
+    }
+
+    /// Penalty accrued through day t: Σ_{d = on+1}^{t} round(B(d − 1) × rate).
+    fn accrued(&self, t: D) -> Decimal {
+        let mut total = Decimal::ZERO;
+        let mut d = plus(self.on, 1);
+        while d <= t {
+            total += r2(self.b(plus(d, -1), t) * self.rate);
+            d = plus(d, 1);
+        }
+        total
+    }
+
+    fn record_day(&mut self, d: D) {
+        let row: Vec<Option<Eod>> = self
+            .insts
+            .iter()
+            .map(|i| {
+                let unpaid = i.unpaid();
+                let base = if i.removed {
+                    Decimal::ZERO
+                } else if self.compound {
+                    (i.principal - i.paid_p) + (i.interest - i.paid_i)
+                } else {
+                    i.principal - i.paid_p
+                };
+                Some(Eod {
+                    due: i.due,
+                    base,
+                    unpaid,
+                })
+            })
+            .collect();
+        let k = self.idx(d);
+        if self.table.len() == k {
+            self.table.push(row);
+        } else {
+            self.table[k] = row;
+        }
+        for i in &self.insts {
+            if !i.removed && !i.unpaid() {
+                self.paid_on.entry(i.n).or_insert(d);
+            }
+        }
+    }
+
+    fn order(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.insts.len())
+            .filter(|&i| !self.insts[i].removed)
+            .collect();
+        v.sort_by_key(|&i| (self.insts[i].due, self.insts[i].n));
+        v
+    }
+
+    fn dpd_eod(&self, d: D) -> i64 {
+        let mut dpd = 0;
+        for i in 0..self.insts.len() {
+            if let Some(s) = self.eod(i, d) {
+                if s.unpaid && s.due < d {
+                    dpd = dpd.max((d - s.due).num_days());
+                }
+            }
+        }
+        dpd
+    }
+}
+
+fn stage_by_dpd(dpd: i64) -> (u8, &'static str) {
+    match dpd {
+        1..=3 => (2, "reminder"),
+        4..=15 => (3, "phone"),
+        16..=30 => (4, "written_notice"),
+        31..=60 => (5, "outsourced"),
+        _ => (6, "legal"),
+    }
+}
+
+/// Stage from DPD, grace, settled, extensions: returns ((rank, name), broken_promise).
+fn stage_of(
+    dpd: i64,
+    grace: i64,
+    settled: bool,
+    ext_before: Option<(u8, &'static str)>,
+) -> ((u8, &'static str), bool) {
+    if settled {
+        return ((0, "settled"), false);
+    }
+    if dpd == 0 {
+        return (
+            if ext_before.is_some() {
+                (0, "negotiated")
+            } else {
+                (0, "current")
+            },
+            false,
+        );
+    }
+    if dpd <= grace {
+        return ((1, "grace"), false);
+    }
+    let s = stage_by_dpd(dpd);
+    match ext_before {
+        Some(b) => (if b.0 > s.0 { b } else { s }, true),
+        None => (s, false),
+    }
+}
+
+fn a(x: Decimal) -> Value {
+    Value::String(fmt_amount(x))
+}
+
+/// The reference projection; `None` when no disbursement counts.
+pub fn project(
+    events: &[Event],
+    as_of: D,
+    known_at: Option<chrono::DateTime<chrono::Utc>>,
+    policy_name: &str,
+) -> Option<Value> {
+    let mut evs: Vec<&Event> = events
+        .iter()
+        .filter(|e| known_at.map_or(true, |t| e.recorded_at <= t))
+        .filter(|e| e.business_date() <= as_of)
+        .collect();
+    // recorded_at is monotone along seq, but filter rather than assume it.
+    evs.sort_by_key(|e| (e.business_date(), e.seq));
+    let first = evs.first()?;
+    let Body::Disbursed(dis) = &first.body else {
+        return None;
+    };
+    if first.seq != 1 {
+        return None;
+    }
+    let mut w = World {
+        on: dis.on,
+        grace: dis.terms.grace_days as i64,
+        compound: dis.terms.compound,
+        rate: dis.terms.daily_rate * dis.terms.penalty_multiplier,
+        insts: dis
+            .schedule
+            .iter()
+            .map(|s| Inst {
+                n: s.n,
+                due: s.due_on,
+                principal: s.principal,
+                interest: s.interest,
+                paid_p: Decimal::ZERO,
+                paid_i: Decimal::ZERO,
+                removed: false,
+            })
+            .collect(),
+        table: Vec::new(),
+        pen_paid: Decimal::ZERO,
+        pen_waived: Decimal::ZERO,
+        int_waived: Decimal::ZERO,
+        overpaid: Decimal::ZERO,
+        exts: Vec::new(),
+        misses: Vec::new(),
+        paid_on: BTreeMap::new(),
+    };
+    let version = evs.iter().map(|e| e.seq).max().unwrap();
+    let mut day = w.on;
+    let mut k = 1; // next event (the disbursement is index 0)
+    loop {
+        while k < evs.len() && evs[k].business_date() == day {
+            let e = evs[k];
+            k += 1;
+            match &e.body {
+                Body::Disbursed(_) => {}
+                Body::Payment(p) => {
+                    let unpaid_pen = w.accrued(day) - w.pen_paid - w.pen_waived;
+                    let mut left = p.amount;
+                    let to_pen = left.min(unpaid_pen.max(Decimal::ZERO));
+                    w.pen_paid += to_pen;
+                    left -= to_pen;
+                    for i in w.order() {
+                        let inst = &mut w.insts[i];
+                        let x = left.min(inst.interest - inst.paid_i);
+                        inst.paid_i += x;
+                        left -= x;
+                        let y = left.min(inst.principal - inst.paid_p);
+                        inst.paid_p += y;
+                        left -= y;
+                    }
+                    w.overpaid += left;
+                }
+                Body::Missed(m) => {
+                    let due = w
+                        .insts
+                        .iter()
+                        .find(|i| i.n == m.installment && !i.removed)
+                        .map(|i| i.due);
+                    w.misses.push((m.installment, due));
+                }
+                Body::NegotiatedExtension(x) => {
+                    // Stage at the end of the previous day, from the per-day table.
+                    let prev = plus(day, -1);
+                    let before = if prev < w.on {
+                        (0, "current")
+                    } else {
+                        let dpd = w.dpd_eod(prev);
+                        let last = w
+                            .exts
+                            .iter()
+                            .rev()
+                            .find(|(d, _)| *d <= prev)
+                            .map(|(_, s)| *s);
+                        stage_of(dpd, w.grace, false, last).0
+                    };
+                    let unpaid_pen =
+                        (w.accrued(day) - w.pen_paid - w.pen_waived).max(Decimal::ZERO);
+                    w.pen_waived += match x.waive_penalty {
+                        None => Decimal::ZERO,
+                        Some(Waiver::All) => unpaid_pen,
+                        Some(Waiver::Amount(v)) => v.min(unpaid_pen),
+                    };
+                    let mut left = x.waive_interest.unwrap_or(Decimal::ZERO);
+                    for i in w.order() {
+                        let inst = &mut w.insts[i];
+                        let t = left.min(inst.interest - inst.paid_i);
+                        inst.interest -= t;
+                        left -= t;
+                        w.int_waived += t;
+                    }
+                    match &x.reschedule {
+                        Reschedule::NewDueOn(nd) => {
+                            for inst in w.insts.iter_mut() {
+                                if inst.unpaid() && inst.due < *nd {
+                                    inst.due = *nd;
+                                }
+                            }
+                        }
+                        Reschedule::Restructure(plan) => {
+                            let mut n = w.insts.iter().map(|i| i.n).max().unwrap_or(0);
+                            for inst in w.insts.iter_mut() {
+                                if inst.unpaid() {
+                                    if inst.paid_p.is_zero() && inst.paid_i.is_zero() {
+                                        inst.removed = true;
+                                    } else {
+                                        inst.principal = inst.paid_p;
+                                        inst.interest = inst.paid_i;
+                                    }
+                                }
+                            }
+                            for p in plan {
+                                n += 1;
+                                w.insts.push(Inst {
+                                    n,
+                                    due: p.due_on,
+                                    principal: p.principal,
+                                    interest: p.interest,
+                                    paid_p: Decimal::ZERO,
+                                    paid_i: Decimal::ZERO,
+                                    removed: false,
+                                });
+                                // Rows recorded before this day have no entry for it: pad.
+                                for row in w.table.iter_mut() {
+                                    row.push(None);
+                                }
+                            }
+                        }
+                    }
+                    w.exts.push((day, before));
+                }
+            }
+            // Intermediate end-of-day state (overwritten by later same-day events).
+            w.record_day(day);
+        }
+        w.record_day(day);
+        if day >= as_of {
+            break;
+        }
+        day = plus(day, 1);
+    }
+
+    let d = as_of;
+    let accrued = w.accrued(d);
+    let out_pen = accrued - w.pen_paid - w.pen_waived;
+    let (mut op, mut oi, mut vp, mut vi, mut pp, mut pi) = (
+        Decimal::ZERO,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        Decimal::ZERO,
+    );
+    let mut dpd = 0i64;
+    let mut insts = Vec::new();
+    let mut anomalies: Vec<(u32, &'static str)> = Vec::new();
+    let mut live: Vec<&Inst> = w.insts.iter().filter(|i| !i.removed).collect();
+    live.sort_by_key(|i| i.n);
+    for i in &live {
+        pp += i.paid_p;
+        pi += i.paid_i;
+        let status = if !i.unpaid() {
+            "paid"
+        } else if i.due > d {
+            "future"
+        } else if d <= plus(i.due, w.grace) {
+            "due"
+        } else {
+            "overdue"
+        };
+        if i.unpaid() {
+            op += i.principal - i.paid_p;
+            oi += i.interest - i.paid_i;
+            if i.due < d {
+                dpd = dpd.max((d - i.due).num_days());
+            }
+        }
+        if status == "overdue" {
+            vp += i.principal - i.paid_p;
+            vi += i.interest - i.paid_i;
+            if !w
+                .misses
+                .iter()
+                .any(|(n, due)| *n == i.n && *due == Some(i.due))
+            {
+                anomalies.push((i.n, "unrecorded_miss"));
+            }
+        }
+        insts.push(json!({"n": i.n, "due_on": i.due.to_string(), "principal": a(i.principal), "interest": a(i.interest),
+            "paid_principal": a(i.paid_p), "paid_interest": a(i.paid_i), "status": status}));
+    }
+    for (n, due) in &w.misses {
+        if let (Some(due), Some(p)) = (due, w.paid_on.get(n)) {
+            if *p <= plus(*due, w.grace) {
+                anomalies.push((*n, "missed_but_paid"));
+            }
+        }
+    }
+    anomalies.sort();
+    anomalies.dedup();
+    let settled = op.is_zero() && oi.is_zero() && out_pen.is_zero();
+    let ext_before = w.exts.last().map(|(_, s)| *s);
+    let ((_, stage), broken) = stage_of(dpd, w.grace, settled, ext_before);
+    let mut class = match dpd {
+        0 => 0,
+        1..=90 => 1,
+        91..=270 => 2,
+        271..=360 => 3,
+        _ => 4,
+    };
+    if !w.exts.is_empty() && !settled && class == 0 {
+        class = 1;
+    }
+    let class = [
+        "normal",
+        "special_mention",
+        "substandard",
+        "doubtful",
+        "loss",
+    ][class];
+    let bucket = if dpd == 0 {
+        "M0".to_owned()
+    } else if dpd > 180 {
+        "M7+".to_owned()
+    } else {
+        format!("M{}", (dpd + 29) / 30)
+    };
+    Some(json!({
+        "loan_id": first.loan_id.to_string(),
+        "as_of": as_of.to_string(),
+        "known_at": known_at.map(|t| arrears_core::event::fmt_timestamp(&t)),
+        "version": version,
+        "policy": policy_name,
+        "currency": dis.currency,
+        "status": if settled { "settled" } else { "active" },
+        "outstanding": {"principal": a(op), "interest": a(oi), "penalty": a(out_pen), "total": a(op + oi + out_pen)},
+        "overdue": {"principal": a(vp), "interest": a(vi)},
+        "paid": {"principal": a(pp), "interest": a(pi), "penalty": a(w.pen_paid)},
+        "waived": {"penalty": a(w.pen_waived), "interest": a(w.int_waived)},
+        "penalty_accrued": a(accrued),
+        "overpaid": a(w.overpaid),
+        "days_past_due": dpd,
+        "stage": stage,
+        "class": class,
+        "bucket": bucket,
+        "extensions": w.exts.len(),
+        "broken_promise": broken,
+        "installments": insts,
+        "anomalies": anomalies.iter().map(|(n, k)| json!({"kind": k, "installment": n})).collect::<Vec<_>>(),
+    }))
+}
