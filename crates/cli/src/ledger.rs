@@ -88,10 +88,14 @@ impl Summary {
     }
 }
 
+/// What one unit of replay work yields: the projection, the events read (0 when it came from a
+/// snapshot) and a refreshed snapshot to store.
+type Replayed = Option<(Projection, u64, Option<Vec<u8>>)>;
+
 /// One unit of replay work: a loan and its raw stored values, or its snapshot.
 enum Work {
     Events(Uuid, Vec<sled::IVec>),
-    Snap(Snapshot),
+    Snap(Box<Snapshot>),
 }
 
 /// A first problem `verify` found.
@@ -216,27 +220,26 @@ impl Ledger {
         let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
         let policy = &self.policy;
         let mut run = |chunk: &mut Vec<Work>, summary: &mut Summary| -> Result<(), Failure> {
-            let results: Vec<Result<Option<(Projection, u64, Option<Vec<u8>>)>, StoreError>> =
-                chunk
-                    .par_drain(..)
-                    .map(|w| match w {
-                        Work::Snap(snap) => {
-                            let p = arrears_projection::project(&snap.loan, as_of, None, policy);
-                            Ok(Some((p, 0, None)))
-                        }
-                        Work::Events(loan, raw) => {
-                            let events = decode_all(loan, &raw)?;
-                            let n = events.len() as u64;
-                            let p = replay(&events, as_of, known_at, policy);
-                            let snap = if incremental {
-                                Snapshot::build(&events, policy).map(|s| s.encode())
-                            } else {
-                                None
-                            };
-                            Ok(p.map(|p| (p, n, snap)))
-                        }
-                    })
-                    .collect();
+            let results: Vec<Result<Replayed, StoreError>> = chunk
+                .par_drain(..)
+                .map(|w| match w {
+                    Work::Snap(snap) => {
+                        let p = arrears_projection::project(&snap.loan, as_of, None, policy);
+                        Ok(Some((p, 0, None)))
+                    }
+                    Work::Events(loan, raw) => {
+                        let events = decode_all(loan, &raw)?;
+                        let n = events.len() as u64;
+                        let p = replay(&events, as_of, known_at, policy);
+                        let snap = if incremental {
+                            Snapshot::build(&events, policy).map(|s| s.encode())
+                        } else {
+                            None
+                        };
+                        Ok(p.map(|p| (p, n, snap)))
+                    }
+                })
+                .collect();
             let mut snaps = Vec::new();
             for r in results {
                 if let Some((p, n, snap)) = r? {
@@ -265,7 +268,7 @@ impl Ledger {
                     .and_then(|b| Snapshot::decode(&b))
                     .filter(|s| s.version() == head.seq && s.serves(as_of, policy));
                 match snap {
-                    Some(s) => chunk.push(Work::Snap(s)),
+                    Some(s) => chunk.push(Work::Snap(Box::new(s))),
                     None => chunk.push(Work::Events(loan, self.store.raw_stream(loan)?)),
                 }
                 if chunk.len() >= CHUNK {

@@ -501,10 +501,12 @@ impl EventStore for SledStore {
                     continue;
                 }
             }
-            if !loans.contains_key(&new.loan_id) {
-                loans.insert(new.loan_id, self.load_work(&new.loan_id)?);
-            }
-            let work = loans.get_mut(&new.loan_id).expect("just inserted");
+            let work = match loans.entry(new.loan_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.load_work(&new.loan_id)?)
+                }
+            };
             let seq = work.head_seq + 1;
             if let Some(expected) = new.seq {
                 if expected != seq {

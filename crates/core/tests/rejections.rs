@@ -202,8 +202,10 @@ fn disbursement_rules() {
         "terms.daily_rate: penalty APR daily_rate × penalty_multiplier × 365 = 0.365 exceeds the policy cap 0.36"
     );
     // The cap is inclusive: under a policy whose cap is exactly 0.365 the same terms pass.
-    let mut p = Policy::default();
-    p.apr_cap = "0.365".parse().unwrap();
+    let p = Policy {
+        apr_cap: "0.365".parse().unwrap(),
+        ..Policy::default()
+    };
     let (mut ev, _) = parse_event(&terms(r#"{"daily_rate":"0.001","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{"kind":"bullet","days":30}}"#)).unwrap();
     validate(&mut ev, &p).expect("an APR equal to the cap is allowed");
 }

@@ -25,11 +25,7 @@ pub use view::{project, Projection};
 
 /// The events that count for (`as_of`, `known_at`), in application order: business date, then
 /// seq. `events` is one loan's stream in seq order.
-pub fn counted<'a>(
-    events: &'a [Event],
-    as_of: Date,
-    known_at: Option<Timestamp>,
-) -> Vec<&'a Event> {
+pub fn counted(events: &[Event], as_of: Date, known_at: Option<Timestamp>) -> Vec<&Event> {
     let mut v: Vec<&Event> = events
         .iter()
         .take_while(|e| known_at.is_none_or(|t| e.recorded_at <= t))

@@ -224,7 +224,7 @@ pub fn project(
 ) -> Option<Value> {
     let mut evs: Vec<&Event> = events
         .iter()
-        .filter(|e| known_at.map_or(true, |t| e.recorded_at <= t))
+        .filter(|e| known_at.is_none_or(|t| e.recorded_at <= t))
         .filter(|e| e.business_date() <= as_of)
         .collect();
     // recorded_at is monotone along seq, but filter rather than assume it.

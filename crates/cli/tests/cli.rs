@@ -1,0 +1,443 @@
+//! Integration tests: the built `arrears` binary, each command's happy path and exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_arrears");
+const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
+
+fn arrears(store: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("ARREARS_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Whitespace folded, so table checks do not depend on column widths.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn disbursed(loan: &str) -> String {
+    format!(
+        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
+    )
+}
+
+fn book(store: &Path, loans: u64, seed: u64) -> String {
+    let gen = Command::new(BIN)
+        .args([
+            "generate",
+            "--loans",
+            &loans.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", err(&gen));
+    let out = arrears(store, &["append", "--quiet"], Some(&text(&gen)));
+    assert!(out.status.success(), "{}", err(&out));
+    text(&gen)
+}
+
+#[test]
+fn append_then_show_the_spec_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    let out = arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let stored: serde_json::Value =
+        serde_json::from_str(text(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(stored["seq"], 1);
+    assert_eq!(stored["prev_hash"], "0".repeat(64));
+    assert_eq!(stored["schedule"][0]["interest"], "15.00");
+    let show = arrears(&s, &["show", LOAN, "--as-of", "2024-02-10", "--json"], None);
+    assert_eq!(show.status.code(), Some(0));
+    let p: serde_json::Value = serde_json::from_str(&text(&show)).unwrap();
+    assert_eq!(
+        (
+            p["penalty_accrued"].as_str(),
+            p["days_past_due"].as_i64(),
+            p["stage"].as_str()
+        ),
+        (Some("7.60"), Some(10), Some("phone"))
+    );
+    // The readable table shows stage and DPD at a glance, amounts right-aligned.
+    let table = text(&arrears(&s, &["show", LOAN, "--as-of", "2024-02-10"], None));
+    assert!(squash(&table).contains("stage phone DPD 10"), "{table}");
+    assert!(
+        squash(&table).contains("outstanding 1000.00 15.00 7.60 1022.60"),
+        "{table}"
+    );
+    assert!(
+        table.contains("   1022.60\n"),
+        "amounts are right-aligned: {table}"
+    );
+}
+
+#[test]
+fn a_bad_line_in_the_middle_writes_nothing_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    let input = format!(
+        "{}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-05\",\"amount\":\"10.000\"}}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-06\",\"amount\":\"1.00\"}}\n",
+        disbursed(LOAN)
+    );
+    let out = arrears(&s, &["append"], Some(&input));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        err(&out).trim(),
+        "arrears: line 2: amount: `10.000` has more than 2 decimal places (amounts are in cents)"
+    );
+    assert_eq!(text(&out), "");
+    let show = arrears(&s, &["show", LOAN, "--as-of", "2024-02-10"], None);
+    assert_eq!(show.status.code(), Some(2));
+    assert!(
+        err(&show).contains(&format!("loan {LOAN} is unknown as of 2024-02-10")),
+        "{}",
+        err(&show)
+    );
+    // A stateful rejection (decide) is named by line too, and also writes nothing.
+    let input = format!("{}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"missed\",\"installment\":1,\"observed_on\":\"2024-01-31\"}}\n", disbursed(LOAN));
+    let out = arrears(&s, &["append"], Some(&input));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        err(&out).trim(),
+        "arrears: line 2: observed_on: installment 1 is due 2024-01-31 with 0 grace days; a miss can be observed from 2024-02-01, not 2024-01-31"
+    );
+    assert_eq!(
+        arrears(&s, &["show", LOAN, "--as-of", "2024-02-10"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn replay_is_sorted_and_identical_across_jobs_runs_and_incremental() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    book(&s, 300, 5);
+    let run = |args: &[&str]| {
+        let o = arrears(&s, args, None);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        (text(&o), err(&o))
+    };
+    let (one, summary) = run(&["replay", "--as-of", "2024-07-01", "--jobs", "1"]);
+    let (two, _) = run(&["replay", "--as-of", "2024-07-01", "--jobs", "2"]);
+    let (again, _) = run(&["replay", "--as-of", "2024-07-01"]);
+    assert_eq!(one, two);
+    assert_eq!(one, again);
+    assert!(squash(&summary).contains("loans 300"), "{summary}");
+    let ids: Vec<String> = one
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loan_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 300);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    // Incremental: the first run builds snapshots, the second projects from them.
+    let (inc1, _) = run(&["replay", "--as-of", "2024-07-01", "--incremental"]);
+    let (inc2, sum2) = run(&["replay", "--as-of", "2024-07-01", "--incremental"]);
+    assert_eq!(inc1, one);
+    assert_eq!(inc2, one);
+    assert!(squash(&sum2).contains("from snapshots 300"), "{sum2}");
+    let (later, _) = run(&["replay", "--as-of", "2024-09-01", "--incremental"]);
+    let (later_full, _) = run(&["replay", "--as-of", "2024-09-01"]);
+    assert_eq!(later, later_full);
+    // --out writes the same bytes to a file.
+    let f = dir.path().join("out.jsonl");
+    run(&[
+        "replay",
+        "--as-of",
+        "2024-07-01",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(f).unwrap(), one);
+}
+
+#[test]
+fn sweep_records_misses_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
+    let first = arrears(&s, &["sweep", "--as-of", "2024-02-03"], None);
+    assert_eq!(first.status.code(), Some(0), "{}", err(&first));
+    let out = text(&first);
+    assert_eq!(out.lines().count(), 1);
+    let ev: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            ev["type"].as_str(),
+            ev["installment"].as_u64(),
+            ev["observed_on"].as_str()
+        ),
+        (Some("missed"), Some(1), Some("2024-02-03"))
+    );
+    let second = arrears(&s, &["sweep", "--as-of", "2024-02-03"], None);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(text(&second), "");
+    assert!(err(&second).contains("recorded 0 misses"));
+    let p: serde_json::Value = serde_json::from_str(&text(&arrears(
+        &s,
+        &["show", LOAN, "--as-of", "2024-02-05", "--json"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(p["anomalies"], serde_json::json!([]));
+    assert_eq!(p["version"], 2);
+}
+
+#[test]
+fn verify_and_digest_catch_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    book(&s, 50, 9);
+    let ok = arrears(&s, &["verify"], None);
+    assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
+    let digest = text(&arrears(&s, &["digest"], None)).trim().to_owned();
+    assert_eq!(
+        arrears(&s, &["verify", "--digest", &digest], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    // More events keep extending the digest.
+    book(&s, 60, 9);
+    let ok = arrears(&s, &["verify", "--digest", &digest], None);
+    assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
+    // Edit one stored event directly in sled.
+    let (loan, seq) = {
+        let db = sled::open(&s).unwrap();
+        let tree = db.open_tree("arrears").unwrap();
+        // The fourth stored event that has an `on` date (a disbursement or a payment).
+        let (k, v) = tree
+            .scan_prefix([b'e'])
+            .map(|kv| kv.unwrap())
+            .filter(|(_, v)| v.windows(4).any(|w| w == b"\"on\""))
+            .nth(3)
+            .unwrap();
+        let mut bytes = v.to_vec();
+        let pos = bytes.windows(4).position(|w| w == b"\"on\"").unwrap();
+        // "on":"2024-0X-.." → change the first digit of the day.
+        bytes[pos + 14] = if bytes[pos + 14] == b'1' { b'2' } else { b'1' };
+        tree.insert(&k, bytes).unwrap();
+        db.flush().unwrap();
+        (
+            uuid::Uuid::from_slice(&k[1..17]).unwrap(),
+            u64::from_be_bytes(k[17..25].try_into().unwrap()),
+        )
+    };
+    let bad = arrears(&s, &["verify"], None);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        err(&bad).contains(&format!(
+            "broken at loan {loan} seq {seq}: hash does not match"
+        )),
+        "{}",
+        err(&bad)
+    );
+    let bad = arrears(&s, &["verify", "--digest", &digest], None);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn generate_is_deterministic_and_appendable() {
+    let a = Command::new(BIN)
+        .args(["generate", "--loans", "200", "--seed", "3"])
+        .output()
+        .unwrap();
+    let b = Command::new(BIN)
+        .args(["generate", "--loans", "200", "--seed", "3"])
+        .output()
+        .unwrap();
+    let c = Command::new(BIN)
+        .args(["generate", "--loans", "100", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(a.stdout, b.stdout);
+    // Loan k is the same whatever --loans is.
+    assert!(text(&a).starts_with(&text(&c)));
+    let kinds: std::collections::BTreeSet<String> = text(&a)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["disbursed", "missed", "negotiated_extension", "payment"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = arrears(
+        &dir.path().join("db"),
+        &["append", "--quiet"],
+        Some(&text(&a)),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    // Appending the same book again is idempotent (same event ids).
+    let out = arrears(
+        &dir.path().join("db"),
+        &["append", "--quiet"],
+        Some(&text(&a)),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let replay = arrears(
+        &dir.path().join("db"),
+        &["replay", "--as-of", "2024-06-29"],
+        None,
+    );
+    let stages: std::collections::BTreeSet<String> = text(&replay)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for want in ["settled", "legal", "negotiated", "current"] {
+        assert!(stages.contains(want), "{want} missing from {stages:?}");
+    }
+}
+
+#[test]
+fn explain_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    let input = format!("{}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-05\",\"amount\":\"500.00\"}}\n", disbursed(LOAN));
+    arrears(&s, &["append"], Some(&input));
+    let e: serde_json::Value = serde_json::from_str(&text(&arrears(
+        &s,
+        &["explain", LOAN, "--as-of", "2024-02-10", "--json"],
+        None,
+    )))
+    .unwrap();
+    let stretches = e["accrual"].as_array().unwrap();
+    assert_eq!(stretches.len(), 2);
+    assert_eq!(
+        stretches[0],
+        serde_json::json!({"from":"2024-02-01","to":"2024-02-05","days":5,"base":"1015.00","daily_penalty":"0.76","subtotal":"3.80"})
+    );
+    assert_eq!(
+        stretches[1],
+        serde_json::json!({"from":"2024-02-06","to":"2024-02-10","days":5,"base":"518.80","daily_penalty":"0.39","subtotal":"1.95"})
+    );
+    assert_eq!(e["penalty_accrued"], "5.75");
+    assert_eq!(e["payments"][0]["penalty"], "3.80");
+    assert_eq!(
+        e["payments"][0]["installments"][0],
+        serde_json::json!({"installment":1,"interest":"15.00","principal":"481.20"})
+    );
+    let table = text(&arrears(
+        &s,
+        &["explain", LOAN, "--as-of", "2024-02-10"],
+        None,
+    ));
+    assert!(
+        squash(&table).contains("2024-02-06 2024-02-10 5 518.80 0.39 1.95"),
+        "{table}"
+    );
+    assert!(squash(&table).contains("penalty accrued 5.75"), "{table}");
+}
+
+#[test]
+fn export_csv_has_one_row_per_loan() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
+    let out = text(&arrears(
+        &s,
+        &["export", "--format", "csv", "--as-of", "2024-02-10"],
+        None,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].starts_with("loan_id,as_of,version,policy,currency,status,outstanding_principal")
+    );
+    assert_eq!(lines[1], format!("{LOAN},2024-02-10,1,default-v1,CNY,active,1000.00,15.00,7.60,1022.60,1000.00,15.00,0.00,0.00,0.00,0.00,0.00,7.60,0.00,10,phone,special_mention,M1,0"));
+}
+
+#[test]
+fn every_subcommand_explains_itself() {
+    let top = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(text(&top).contains("arrears demo"), "{}", text(&top));
+    for sub in [
+        "append", "show", "explain", "replay", "sweep", "verify", "digest", "generate", "export",
+        "demo",
+    ] {
+        let o = Command::new(BIN).args([sub, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{sub}");
+        assert!(text(&o).contains("Usage: arrears"), "{sub}");
+    }
+    let append = text(
+        &Command::new(BIN)
+            .args(["append", "--help"])
+            .output()
+            .unwrap(),
+    );
+    assert!(append.contains(r#""type":"payment""#), "{append}");
+}
+
+#[test]
+fn bad_arguments_and_unknown_loans_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    assert_eq!(
+        arrears(&s, &["show", "not-a-uuid"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        arrears(&s, &["show", LOAN, "--as-of", "2024-13-01"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        arrears(&s, &["replay", "--known-at", "noon"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = arrears(&s, &["show", LOAN], None);
+    assert_eq!(o.status.code(), Some(2));
+    // A directory that is not a store: exit 1 with a clear message.
+    let not_store = dir.path().join("photos");
+    std::fs::create_dir(&not_store).unwrap();
+    std::fs::write(not_store.join("cat.jpg"), "meow").unwrap();
+    let o = arrears(&not_store, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("is not an arrears store"), "{}", err(&o));
+}
