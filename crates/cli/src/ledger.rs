@@ -350,11 +350,15 @@ impl Ledger {
             });
         }
         if broken.is_none() {
-            let log = self.store.log(1, usize::MAX)?;
-            if log.len() as u64 != events_total {
+            let mut logged = 0u64;
+            self.store.visit_log(1, &mut |_| {
+                logged += 1;
+                true
+            })?;
+            if logged != events_total {
                 broken = Some(Broken {
                     at: "global log".into(),
-                    why: format!("{} log entries for {} events", log.len(), events_total),
+                    why: format!("{logged} log entries for {events_total} events"),
                 });
             }
         }
@@ -364,8 +368,7 @@ impl Ledger {
     /// The root hash over every loan's chain head: `POSITION-HEX`, where POSITION is the last
     /// global log position it covers. An auditor keeps it outside the system.
     pub fn digest(&self) -> Result<String, Failure> {
-        let log = self.store.log(1, usize::MAX)?;
-        let position = log.last().map_or(0, |e| e.position);
+        let position = self.store.log_len()?;
         let mut h = Sha256::new();
         for (loan, head) in self.store.heads()? {
             h.update(loan.as_bytes());
@@ -383,13 +386,14 @@ impl Ledger {
             .and_then(|(p, h)| Some((p.parse::<u64>().ok()?, h)))
             .ok_or_else(|| Failure::Input(format!("--digest: `{digest}` is not POSITION-HEX")))?;
         let mut seqs: std::collections::BTreeMap<Uuid, u64> = std::collections::BTreeMap::new();
-        for e in self.store.log(1, pos as usize)? {
+        self.store.visit_log(1, &mut |e| {
             if e.position > pos {
-                break;
+                return false;
             }
             let s = seqs.entry(e.loan_id).or_default();
             *s = (*s).max(e.seq);
-        }
+            true
+        })?;
         let mut h = Sha256::new();
         for (loan, seq) in &seqs {
             let raw = self.store.raw_stream(*loan)?;

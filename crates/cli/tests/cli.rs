@@ -238,17 +238,11 @@ fn verify_and_digest_catch_tampering() {
     let (loan, seq) = {
         let db = sled::open(&s).unwrap();
         let tree = db.open_tree("arrears").unwrap();
-        // The fourth stored event that has an `on` date (a disbursement or a payment).
-        let (k, v) = tree
-            .scan_prefix([b'e'])
-            .map(|kv| kv.unwrap())
-            .filter(|(_, v)| v.windows(4).any(|w| w == b"\"on\""))
-            .nth(3)
-            .unwrap();
-        let mut bytes = v.to_vec();
-        let pos = bytes.windows(4).position(|w| w == b"\"on\"").unwrap();
-        // "on":"2024-0X-.." → change the first digit of the day.
-        bytes[pos + 14] = if bytes[pos + 14] == b'1' { b'2' } else { b'1' };
+        // Edit the fourth stored event: move its recorded_at by a second, keep its old hash.
+        let (k, v) = tree.scan_prefix([b'e']).nth(3).unwrap().unwrap();
+        let mut ev = arrears_core::store::decode_event(&v, "test").unwrap();
+        ev.recorded_at += chrono::Duration::seconds(1);
+        let bytes = arrears_core::store::encode_event(&ev);
         tree.insert(&k, bytes).unwrap();
         db.flush().unwrap();
         (

@@ -5,6 +5,7 @@
 //! live in `arrears-projection` and reach the store through the [`store::Gate`] trait.
 
 pub mod chain;
+pub mod codec;
 pub mod event;
 pub mod money;
 pub mod parse;

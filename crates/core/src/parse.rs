@@ -381,11 +381,16 @@ pub fn parse_date(s: &str) -> Option<Date> {
     (d >= NaiveDate::from_ymd_opt(1, 1, 1)?).then_some(d)
 }
 
-/// Parse an RFC 3339 timestamp (any offset, stored as UTC).
+/// Parse an RFC 3339 timestamp (any offset, stored as UTC, kept to the microsecond).
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(s)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| truncate_to_micros(t.with_timezone(&Utc)))
+}
+
+/// Timestamps are kept to the microsecond (the store's resolution); finer digits are dropped.
+pub fn truncate_to_micros(t: Timestamp) -> Timestamp {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 fn parse_json(line: &str) -> R<Value> {

@@ -10,7 +10,7 @@
 //! | `e` | `e` + loan (16) + seq (u64 BE) | encoded event ([`encode_event`]) |
 //! | `h` | `h` + loan (16) | head: seq (u64 BE) + hash (32) + recorded_at (i64 BE µs) |
 //! | `i` | `i` + event_id (16) | loan (16) + seq (u64 BE) |
-//! | `l` | `l` + position (u64 BE) | loan (16) + seq (u64 BE) |
+//! | `l` | `l` + first position of the batch (u64 BE) | runs: loan (16) + first seq (u64 BE) + count (u32 BE) |
 //! | `s` | `s` + loan (16) | projection snapshot (opaque to the store) |
 
 use std::collections::HashMap;
@@ -27,8 +27,10 @@ use crate::parse::parse_stored;
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 const TREE: &str = "arrears";
-/// First byte of every stored event value: the encoding version.
+/// First byte of every stored event value: the encoding. 1 = the JSON line (still read),
+/// 2 = the compact binary form of [`crate::codec`] (written).
 const EVENT_ENCODING_JSON: u8 = 1;
+const EVENT_ENCODING_BINARY: u8 = 2;
 
 /// Failures of the storage layer itself (never a business rule).
 #[derive(Debug, thiserror::Error)]
@@ -216,12 +218,12 @@ fn u64_at(b: &[u8], at: &str) -> Result<u64, StoreError> {
     ))
 }
 
-/// Encode a stored event: version byte + its JSON line.
+/// Encode a stored event: encoding byte + the compact binary form.
 pub fn encode_event(ev: &Event) -> Vec<u8> {
-    let json = ev.to_json();
-    let mut v = Vec::with_capacity(json.len() + 1);
-    v.push(EVENT_ENCODING_JSON);
-    v.extend_from_slice(json.as_bytes());
+    let body = crate::codec::encode(ev);
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(EVENT_ENCODING_BINARY);
+    v.extend_from_slice(&body);
     v
 }
 
@@ -232,9 +234,37 @@ pub fn decode_event(bytes: &[u8], at: &str) -> Result<Event, StoreError> {
             let s = std::str::from_utf8(rest).map_err(|_| corrupt(at, "event is not UTF-8"))?;
             parse_stored(s).map_err(|e| corrupt(at, format!("event does not decode: {e}")))
         }
+        Some((&EVENT_ENCODING_BINARY, rest)) => crate::codec::decode(rest).map_err(|e| corrupt(at, format!("event {e}"))),
         Some((v, _)) => Err(corrupt(at, format!("unknown event encoding {v}"))),
         None => Err(corrupt(at, "empty event value")),
     }
+}
+
+/// A log entry's value: runs of loan (16) ‖ first seq (u64 BE) ‖ count (u32 BE).
+fn encode_runs(runs: &[(Uuid, u64, u32)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(runs.len() * 28);
+    for (loan, first, n) in runs {
+        v.extend_from_slice(loan.as_bytes());
+        v.extend_from_slice(&first.to_be_bytes());
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+fn decode_runs(b: &[u8], position: u64) -> Result<Vec<(Uuid, u64, u32)>, StoreError> {
+    let at = format!("log position {position}");
+    if b.is_empty() || b.len() % 28 != 0 {
+        return Err(corrupt(at, "log entry is not a list of 28-byte runs"));
+    }
+    b.chunks_exact(28)
+        .map(|c| {
+            Ok((
+                uuid_at(&c[..16], &at)?,
+                u64_at(&c[16..24], &at)?,
+                u32::from_be_bytes(c[24..28].try_into().expect("4 bytes")),
+            ))
+        })
+        .collect()
 }
 
 fn encode_head(h: &Head) -> Vec<u8> {
@@ -334,7 +364,11 @@ impl SledStore {
             }
         }
         let next_pos = match tree.scan_prefix([b'l']).next_back() {
-            Some(kv) => u64_at(&kv?.0[1..], "log")? + 1,
+            Some(kv) => {
+                let (k, v) = kv?;
+                let first = u64_at(&k[1..], "log key")?;
+                first + decode_runs(&v, first)?.iter().map(|r| r.2 as u64).sum::<u64>()
+            }
             None => 1,
         };
         Ok(SledStore {
@@ -422,6 +456,37 @@ impl SledStore {
         Ok(())
     }
 
+    /// Visit the global log from position `from` in order until `f` returns false, without
+    /// holding it in memory.
+    pub fn visit_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+        let start = match self
+            .tree
+            .range(key(b'l', &[&0u64.to_be_bytes()])..=key(b'l', &[&from.to_be_bytes()]))
+            .next_back()
+        {
+            Some(kv) => kv?.0.to_vec(),
+            None => key(b'l', &[&from.to_be_bytes()]),
+        };
+        for kv in self.tree.range(start..[b'm'].to_vec()) {
+            let (k, v) = kv?;
+            let mut position = u64_at(&k[1..], "log key")?;
+            for (loan_id, first, n) in decode_runs(&v, position)? {
+                for seq in first..first + n as u64 {
+                    if position >= from && !f(LogEntry { position, loan_id, seq }) {
+                        return Ok(());
+                    }
+                    position += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of events in the global log (= the last position).
+    pub fn log_len(&self) -> Result<u64, StoreError> {
+        Ok(*self.writer.lock().unwrap_or_else(|p| p.into_inner()) - 1)
+    }
+
     /// Flush everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -460,7 +525,11 @@ impl EventStore for SledStore {
         gate: &mut dyn Gate,
         now: Timestamp,
     ) -> Result<Vec<Appended>, AppendError> {
+        let now = crate::parse::truncate_to_micros(now);
         let mut next_pos = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // The global log gets one entry per batch: runs of (loan, first seq, count) in append
+        // order, at the batch's first position. Positions stay per event.
+        let mut runs: Vec<(Uuid, u64, u32)> = Vec::new();
         let mut loans: HashMap<Uuid, LoanWork> = HashMap::new();
         let mut order: Vec<Uuid> = Vec::new();
         let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::new();
@@ -558,7 +627,10 @@ impl EventStore for SledStore {
                 key(b'i', &[event_id.as_bytes()]),
                 loan_seq(&ev.loan_id, seq),
             );
-            sled_batch.insert(key(b'l', &[&pos.to_be_bytes()]), loan_seq(&ev.loan_id, seq));
+            match runs.last_mut() {
+                Some((l, first, n)) if *l == ev.loan_id && *first + *n as u64 == seq => *n += 1,
+                _ => runs.push((ev.loan_id, seq, 1)),
+            }
             pos += 1;
             work.head_seq = seq;
             work.head_hash = ev.hash.clone();
@@ -584,6 +656,7 @@ impl EventStore for SledStore {
             sled_batch.insert(key(b'h', &[loan.as_bytes()]), encode_head(&head));
         }
         if pos != *next_pos {
+            sled_batch.insert(key(b'l', &[&next_pos.to_be_bytes()]), encode_runs(&runs));
             self.tree.apply_batch(sled_batch)?;
             *next_pos = pos;
         }
@@ -621,19 +694,11 @@ impl EventStore for SledStore {
 
     fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         let mut out = Vec::new();
-        let start = key(b'l', &[&from.to_be_bytes()]);
-        for kv in self.tree.range(start..[b'm'].to_vec()).take(limit) {
-            let (k, v) = kv?;
-            let position = u64_at(&k[1..], "log key")?;
-            let at = format!("log position {position}");
-            if v.len() != 24 {
-                return Err(corrupt(at, "log entry is not 24 bytes"));
-            }
-            out.push(LogEntry {
-                position,
-                loan_id: uuid_at(&v[..16], &at)?,
-                seq: u64_at(&v[16..], &at)?,
-            });
+        if limit > 0 {
+            self.visit_log(from, &mut |e| {
+                out.push(e);
+                out.len() < limit
+            })?;
         }
         Ok(out)
     }

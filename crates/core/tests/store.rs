@@ -282,9 +282,10 @@ fn a_flipped_byte_in_a_stored_value_is_detected() {
     let tree = s.raw_tree();
     let (k, v) = tree.scan_prefix([b'e']).nth(1).unwrap().unwrap();
     let mut bytes = v.to_vec();
-    // Flip one digit of the amount: "10.00" → "18.00"; still valid JSON, but the hash breaks.
-    let pos = bytes.windows(5).position(|w| w == b"10.00").unwrap();
-    bytes[pos + 1] = b'8';
+    // Flip one bit of the stored amount (10.00 → 10.01): it still decodes, but the hash breaks.
+    let amount = rust_decimal::Decimal::new(1000, 2).serialize();
+    let pos = bytes.windows(16).position(|w| w == amount).unwrap();
+    bytes[pos + 4] ^= 1;
     tree.insert(k, bytes).unwrap();
     let stream = s.stream(LOAN.parse().unwrap(), None).unwrap();
     assert!(!chain_ok(&stream));
@@ -334,4 +335,36 @@ fn a_second_open_of_a_held_store_fails_at_once() {
     let e = SledStore::open(dir.path()).err().unwrap();
     assert!(matches!(e, StoreError::Locked { .. }), "{e:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn the_binary_encoding_round_trips_every_kind() {
+    use arrears_core::store::{decode_event, encode_event};
+    let lines = [
+        format!(r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","currency":"USD","borrower":"借款人-7","terms":{{"daily_rate":"0.00050","penalty_multiplier":"1.5","grace_days":3,"compound":false,"repayment":{{"kind":"installments","count":3,"method":"equal_installment"}}}}}}"#),
+        format!(r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","terms":{{"daily_rate":"0","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":2,"method":"equal_principal"}}}}}}"#),
+        format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"0.01","reference":"bank-1"}}"#),
+        format!(r#"{{"loan_id":"{LOAN}","type":"missed","installment":2,"observed_on":"9999-12-31"}}"#),
+        format!(r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","new_due_on":"2024-03-20","waive_penalty":"all","waive_interest":"5.00"}}"#),
+        format!(r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","waive_penalty":"1.25","installments":[{{"due_on":"2024-03-20","principal":"500.00","interest":"3.00"}}]}}"#),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let new = ev(line);
+        let mut e = Event {
+            event_id: Uuid::from_u128(i as u128 + 1),
+            loan_id: new.loan_id,
+            seq: i as u64 + 1,
+            recorded_at: Utc.timestamp_micros(1_700_000_000_123_456).unwrap(),
+            body: new.body,
+            prev_hash: GENESIS.to_owned(),
+            hash: String::new(),
+        };
+        e.hash = compute_hash(&e);
+        let bytes = encode_event(&e);
+        assert_eq!(bytes[0], 2);
+        let back = decode_event(&bytes, "test").unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_json(), e.to_json(), "rates keep their written scale");
+        assert_eq!(compute_hash(&back), e.hash);
+    }
 }
