@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, Missed, NewEvent, Timestamp};
-use arrears_core::store::{decode_event, Appended, EventStore, Head, SledStore};
+use arrears_core::store::{decode_chunk, Appended, EventStore, Head, SledStore};
 use arrears_core::validate::validate;
 use arrears_core::{parse_event, AppendError, InputError, Policy, StoreError};
 use arrears_projection::{replay, DecideGate, Projection, Snapshot};
@@ -333,8 +333,9 @@ impl Ledger {
                 return Ok(());
             }
             seen += 1;
-            events_total += raw.len() as u64;
-            broken = check_chain(loan, &raw, heads.get(&loan));
+            let (b, n) = check_chain(loan, &raw, heads.get(&loan));
+            events_total += n;
+            broken = b;
             Ok(())
         })?;
         if broken.is_none() && seen != heads.len() {
@@ -396,11 +397,9 @@ impl Ledger {
         })?;
         let mut h = Sha256::new();
         for (loan, seq) in &seqs {
-            let raw = self.store.raw_stream(*loan)?;
-            let Some(bytes) = raw.get(*seq as usize - 1) else {
+            let Some(ev) = self.store.event_at(loan, *seq)? else {
                 return Ok(Err(format!("loan {loan} seq {seq} is gone")));
             };
-            let ev = decode_event(bytes, &format!("loan {loan} seq {seq}"))?;
             h.update(loan.as_bytes());
             h.update(seq.to_be_bytes());
             let mut hash = [0u8; 32];
@@ -433,52 +432,62 @@ fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure
 }
 
 fn decode_all(loan: Uuid, raw: &[sled::IVec]) -> Result<Vec<Event>, StoreError> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, b)| decode_event(b, &format!("loan {loan} seq {}", i + 1)))
-        .collect()
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    for (i, b) in raw.iter().enumerate() {
+        out.extend(decode_chunk(b, &format!("loan {loan} chunk {}", i + 1))?);
+    }
+    Ok(out)
 }
 
 /// Check one loan's raw stream: seq 1.. without gaps, each `prev_hash` the previous `hash`, each
-/// `hash` recomputed, the head matching the last event.
-fn check_chain(loan: Uuid, raw: &[sled::IVec], head: Option<&Head>) -> Option<Broken> {
+/// `hash` recomputed, the head matching the last event. Also returns the events counted.
+fn check_chain(loan: Uuid, raw: &[sled::IVec], head: Option<&Head>) -> (Option<Broken>, u64) {
+    let mut seq = 0u64;
+    (check_chain_inner(loan, raw, head, &mut seq), seq)
+}
+
+fn check_chain_inner(
+    loan: Uuid,
+    raw: &[sled::IVec],
+    head: Option<&Head>,
+    seq: &mut u64,
+) -> Option<Broken> {
     let mut prev = GENESIS.to_owned();
-    for (i, bytes) in raw.iter().enumerate() {
-        let seq = i as u64 + 1;
-        let at = format!("loan {loan} seq {seq}");
-        let ev = match decode_event(bytes, &at) {
-            Ok(ev) => ev,
+    for bytes in raw {
+        let events = match decode_chunk(bytes, &format!("loan {loan} seq {}", *seq + 1)) {
+            Ok(evs) => evs,
             Err(e) => {
                 return Some(Broken {
-                    at,
+                    at: format!("loan {loan} seq {}", *seq + 1),
                     why: e.to_string(),
                 })
             }
         };
-        if ev.loan_id != loan || ev.seq != seq {
-            return Some(Broken {
-                at,
-                why: format!(
-                    "stored under loan {loan} seq {seq} but says loan {} seq {}",
-                    ev.loan_id, ev.seq
-                ),
-            });
+        for ev in events {
+            *seq += 1;
+            let at = format!("loan {loan} seq {seq}");
+            if ev.loan_id != loan || ev.seq != *seq {
+                return Some(Broken {
+                    at,
+                    why: format!("expected loan {loan} seq {seq} but the stored event says loan {} seq {} (an event was removed, inserted or reordered)", ev.loan_id, ev.seq),
+                });
+            }
+            if ev.prev_hash != prev {
+                return Some(Broken {
+                    at,
+                    why: "prev_hash does not match the previous event's hash (an event was removed, inserted or reordered)".into(),
+                });
+            }
+            if compute_hash(&ev) != ev.hash {
+                return Some(Broken {
+                    at,
+                    why: "hash does not match the event's content (the event was edited)".into(),
+                });
+            }
+            prev = ev.hash;
         }
-        if ev.prev_hash != prev {
-            return Some(Broken {
-                at,
-                why: "prev_hash does not match the previous event's hash (an event was removed, inserted or reordered)".into(),
-            });
-        }
-        if compute_hash(&ev) != ev.hash {
-            return Some(Broken {
-                at,
-                why: "hash does not match the event's content (the event was edited)".into(),
-            });
-        }
-        prev = ev.hash;
     }
-    let last = raw.len() as u64;
+    let last = *seq;
     match head {
         None => Some(Broken {
             at: format!("loan {loan}"),

@@ -240,9 +240,10 @@ fn verify_and_digest_catch_tampering() {
         let tree = db.open_tree("arrears").unwrap();
         // Edit the fourth stored event: move its recorded_at by a second, keep its old hash.
         let (k, v) = tree.scan_prefix([b'e']).nth(3).unwrap().unwrap();
-        let mut ev = arrears_core::store::decode_event(&v, "test").unwrap();
-        ev.recorded_at += chrono::Duration::seconds(1);
-        let bytes = arrears_core::store::encode_event(&ev);
+        let mut events = arrears_core::store::decode_chunk(&v, "test").unwrap();
+        events[0].recorded_at += chrono::Duration::seconds(1);
+        let ev = events[0].clone();
+        let bytes = arrears_core::store::encode_chunk(&events);
         tree.insert(&k, bytes).unwrap();
         db.flush().unwrap();
         (

@@ -102,8 +102,14 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         Body::Disbursed(d) => {
             let (repayment, term) = match d.terms.repayment {
                 Repayment::Bullet { days } => (0, days),
-                Repayment::Installments { count, method: Method::EqualInstallment } => (1, count),
-                Repayment::Installments { count, method: Method::EqualPrincipal } => (2, count),
+                Repayment::Installments {
+                    count,
+                    method: Method::EqualInstallment,
+                } => (1, count),
+                Repayment::Installments {
+                    count,
+                    method: Method::EqualPrincipal,
+                } => (2, count),
             };
             BodyV2::Disbursed {
                 on: day(&d.on),
@@ -119,12 +125,24 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 schedule: d
                     .schedule
                     .iter()
-                    .map(|s| InstV2 { n: s.n, due_on: day(&s.due_on), principal: dec(&s.principal), interest: dec(&s.interest) })
+                    .map(|s| InstV2 {
+                        n: s.n,
+                        due_on: day(&s.due_on),
+                        principal: dec(&s.principal),
+                        interest: dec(&s.interest),
+                    })
                     .collect(),
             }
         }
-        Body::Payment(p) => BodyV2::Payment { on: day(&p.on), amount: dec(&p.amount), reference: p.reference.clone() },
-        Body::Missed(m) => BodyV2::Missed { installment: m.installment, observed_on: day(&m.observed_on) },
+        Body::Payment(p) => BodyV2::Payment {
+            on: day(&p.on),
+            amount: dec(&p.amount),
+            reference: p.reference.clone(),
+        },
+        Body::Missed(m) => BodyV2::Missed {
+            installment: m.installment,
+            observed_on: day(&m.observed_on),
+        },
         Body::NegotiatedExtension(x) => BodyV2::Extension {
             agreed_on: day(&x.agreed_on),
             waive_penalty: x.waive_penalty.map(|w| match w {
@@ -139,7 +157,13 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             plan: match &x.reschedule {
                 Reschedule::NewDueOn(_) => None,
                 Reschedule::Restructure(p) => Some(
-                    p.iter().map(|i| PlanV2 { due_on: day(&i.due_on), principal: dec(&i.principal), interest: dec(&i.interest) }).collect(),
+                    p.iter()
+                        .map(|i| PlanV2 {
+                            due_on: day(&i.due_on),
+                            principal: dec(&i.principal),
+                            interest: dec(&i.interest),
+                        })
+                        .collect(),
                 ),
             },
         },
@@ -185,19 +209,52 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
                 compound,
                 repayment: match repayment {
                     0 => Repayment::Bullet { days: term },
-                    1 => Repayment::Installments { count: term, method: Method::EqualInstallment },
-                    2 => Repayment::Installments { count: term, method: Method::EqualPrincipal },
+                    1 => Repayment::Installments {
+                        count: term,
+                        method: Method::EqualInstallment,
+                    },
+                    2 => Repayment::Installments {
+                        count: term,
+                        method: Method::EqualPrincipal,
+                    },
                     other => return Err(format!("unknown repayment kind {other}")),
                 },
             },
             schedule: schedule
                 .into_iter()
-                .map(|s| Ok(ScheduledInstallment { n: s.n, due_on: date(s.due_on)?, principal: undec(&s.principal), interest: undec(&s.interest) }))
+                .map(|s| {
+                    Ok(ScheduledInstallment {
+                        n: s.n,
+                        due_on: date(s.due_on)?,
+                        principal: undec(&s.principal),
+                        interest: undec(&s.interest),
+                    })
+                })
                 .collect::<Result<_, String>>()?,
         }),
-        BodyV2::Payment { on, amount, reference } => Body::Payment(Payment { on: date(on)?, amount: undec(&amount), reference }),
-        BodyV2::Missed { installment, observed_on } => Body::Missed(Missed { installment, observed_on: date(observed_on)? }),
-        BodyV2::Extension { agreed_on, waive_penalty, waive_interest, new_due_on, plan } => Body::NegotiatedExtension(Extension {
+        BodyV2::Payment {
+            on,
+            amount,
+            reference,
+        } => Body::Payment(Payment {
+            on: date(on)?,
+            amount: undec(&amount),
+            reference,
+        }),
+        BodyV2::Missed {
+            installment,
+            observed_on,
+        } => Body::Missed(Missed {
+            installment,
+            observed_on: date(observed_on)?,
+        }),
+        BodyV2::Extension {
+            agreed_on,
+            waive_penalty,
+            waive_interest,
+            new_due_on,
+            plan,
+        } => Body::NegotiatedExtension(Extension {
             agreed_on: date(agreed_on)?,
             waive_penalty: waive_penalty.map(|w| match w {
                 None => Waiver::All,
@@ -208,7 +265,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
                 (Some(d), None) => Reschedule::NewDueOn(date(d)?),
                 (None, Some(p)) => Reschedule::Restructure(
                     p.into_iter()
-                        .map(|i| Ok(PlanInstallment { due_on: date(i.due_on)?, principal: undec(&i.principal), interest: undec(&i.interest) }))
+                        .map(|i| {
+                            Ok(PlanInstallment {
+                                due_on: date(i.due_on)?,
+                                principal: undec(&i.principal),
+                                interest: undec(&i.interest),
+                            })
+                        })
                         .collect::<Result<_, String>>()?,
                 ),
                 _ => return Err("extension has neither or both of new_due_on and a plan".into()),
@@ -219,7 +282,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
         event_id: Uuid::from_bytes(v.event_id),
         loan_id: Uuid::from_bytes(v.loan_id),
         seq: v.seq,
-        recorded_at: DateTime::from_timestamp_micros(v.recorded_at_us).ok_or("recorded_at out of range")?,
+        recorded_at: DateTime::from_timestamp_micros(v.recorded_at_us)
+            .ok_or("recorded_at out of range")?,
         body,
         prev_hash: hex::encode(v.prev_hash),
         hash: hex::encode(v.hash),

@@ -7,7 +7,7 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `m` | `m` + name | store metadata (`format` = u32 BE) |
-//! | `e` | `e` + loan (16) + seq (u64 BE) | encoded event ([`encode_event`]) |
+//! | `e` | `e` + loan (16) + first seq (u64 BE) | a chunk: the loan's events from one append ([`encode_chunk`]) |
 //! | `h` | `h` + loan (16) | head: seq (u64 BE) + hash (32) + recorded_at (i64 BE µs) |
 //! | `i` | `i` + event_id (16) | loan (16) + seq (u64 BE) |
 //! | `l` | `l` + first position of the batch (u64 BE) | runs: loan (16) + first seq (u64 BE) + count (u32 BE) |
@@ -218,23 +218,51 @@ fn u64_at(b: &[u8], at: &str) -> Result<u64, StoreError> {
     ))
 }
 
-/// Encode a stored event: encoding byte + the compact binary form.
-pub fn encode_event(ev: &Event) -> Vec<u8> {
-    let body = crate::codec::encode(ev);
-    let mut v = Vec::with_capacity(body.len() + 1);
+/// Encode a chunk — one loan's consecutive events from one append — as a stored value:
+/// encoding byte 2, then for each event a u32 BE length and its compact binary form
+/// ([`crate::codec`]). Packing a loan's events into one value divides the number of sled writes
+/// (sled's cost is per value) by the events per loan in a batch.
+pub fn encode_chunk(events: &[Event]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + events.len() * 160);
     v.push(EVENT_ENCODING_BINARY);
-    v.extend_from_slice(&body);
+    for ev in events {
+        let body = crate::codec::encode(ev);
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(&body);
+    }
     v
 }
 
-/// Decode a stored event value; `at` names it in errors.
-pub fn decode_event(bytes: &[u8], at: &str) -> Result<Event, StoreError> {
+/// Decode a stored value into its events; `at` names it in errors. Encoding byte 1 (a single
+/// event's JSON line) is still read.
+pub fn decode_chunk(bytes: &[u8], at: &str) -> Result<Vec<Event>, StoreError> {
     match bytes.split_first() {
         Some((&EVENT_ENCODING_JSON, rest)) => {
             let s = std::str::from_utf8(rest).map_err(|_| corrupt(at, "event is not UTF-8"))?;
-            parse_stored(s).map_err(|e| corrupt(at, format!("event does not decode: {e}")))
+            Ok(vec![parse_stored(s).map_err(|e| {
+                corrupt(at, format!("event does not decode: {e}"))
+            })?])
         }
-        Some((&EVENT_ENCODING_BINARY, rest)) => crate::codec::decode(rest).map_err(|e| corrupt(at, format!("event {e}"))),
+        Some((&EVENT_ENCODING_BINARY, mut rest)) => {
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err(corrupt(at, "truncated chunk"));
+                }
+                let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                let body = rest
+                    .get(4..4 + n)
+                    .ok_or_else(|| corrupt(at, "truncated chunk"))?;
+                out.push(
+                    crate::codec::decode(body).map_err(|e| corrupt(at, format!("event {e}")))?,
+                );
+                rest = &rest[4 + n..];
+            }
+            if out.is_empty() {
+                return Err(corrupt(at, "empty chunk"));
+            }
+            Ok(out)
+        }
         Some((v, _)) => Err(corrupt(at, format!("unknown event encoding {v}"))),
         None => Err(corrupt(at, "empty event value")),
     }
@@ -302,6 +330,8 @@ struct LoanWork {
     last_recorded_at: Option<Timestamp>,
     history: Vec<Event>,
     touched: bool,
+    /// Events of this batch (the tail of `history`).
+    fresh: usize,
 }
 
 impl SledStore {
@@ -367,7 +397,11 @@ impl SledStore {
             Some(kv) => {
                 let (k, v) = kv?;
                 let first = u64_at(&k[1..], "log key")?;
-                first + decode_runs(&v, first)?.iter().map(|r| r.2 as u64).sum::<u64>()
+                first
+                    + decode_runs(&v, first)?
+                        .iter()
+                        .map(|r| r.2 as u64)
+                        .sum::<u64>()
             }
             None => 1,
         };
@@ -396,9 +430,16 @@ impl SledStore {
         }
     }
 
-    fn event_at(&self, loan: &Uuid, seq: u64) -> Result<Option<Event>, StoreError> {
-        match self.tree.get(event_key(loan, seq))? {
-            Some(v) => Ok(Some(decode_event(&v, &format!("loan {loan} seq {seq}"))?)),
+    /// The stored event at `seq` of `loan`, if any.
+    pub fn event_at(&self, loan: &Uuid, seq: u64) -> Result<Option<Event>, StoreError> {
+        // The chunk holding `seq` is the last one whose first seq is ≤ seq.
+        let lo = event_key(loan, 0);
+        match self.tree.range(lo..=event_key(loan, seq)).next_back() {
+            Some(kv) => {
+                let (_, v) = kv?;
+                let events = decode_chunk(&v, &format!("loan {loan} seq {seq}"))?;
+                Ok(events.into_iter().find(|e| e.seq == seq))
+            }
             None => Ok(None),
         }
     }
@@ -416,11 +457,12 @@ impl SledStore {
             last_recorded_at: head.map(|h| h.recorded_at),
             history,
             touched: false,
+            fresh: 0,
         })
     }
 
-    /// One loan's stored event values in `seq` order, undecoded (decoding is left to the caller,
-    /// so batch replay can decode on worker threads).
+    /// One loan's stored chunks in `seq` order, undecoded (decoding is left to the caller, so
+    /// batch replay can decode on worker threads; see [`decode_chunk`]).
     pub fn raw_stream(&self, loan: Uuid) -> Result<Vec<sled::IVec>, StoreError> {
         self.tree
             .scan_prefix(key(b'e', &[loan.as_bytes()]))
@@ -429,7 +471,7 @@ impl SledStore {
             .collect()
     }
 
-    /// Visit every loan's stored event values in `loan_id` order, undecoded.
+    /// Visit every loan's stored chunks in `loan_id` order, undecoded.
     pub fn for_each_stream_raw(
         &self,
         f: &mut dyn FnMut(Uuid, Vec<sled::IVec>) -> Result<(), StoreError>,
@@ -458,7 +500,11 @@ impl SledStore {
 
     /// Visit the global log from position `from` in order until `f` returns false, without
     /// holding it in memory.
-    pub fn visit_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+    pub fn visit_log(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(LogEntry) -> bool,
+    ) -> Result<(), StoreError> {
         let start = match self
             .tree
             .range(key(b'l', &[&0u64.to_be_bytes()])..=key(b'l', &[&from.to_be_bytes()]))
@@ -472,7 +518,13 @@ impl SledStore {
             let mut position = u64_at(&k[1..], "log key")?;
             for (loan_id, first, n) in decode_runs(&v, position)? {
                 for seq in first..first + n as u64 {
-                    if position >= from && !f(LogEntry { position, loan_id, seq }) {
+                    if position >= from
+                        && !f(LogEntry {
+                            position,
+                            loan_id,
+                            seq,
+                        })
+                    {
                         return Ok(());
                     }
                     position += 1;
@@ -622,7 +674,7 @@ impl EventStore for SledStore {
             gate.check(&work.history, &ev)
                 .map_err(|reason| AppendError::Rejected { index, reason })?;
 
-            sled_batch.insert(event_key(&ev.loan_id, seq), encode_event(&ev));
+            work.fresh += 1;
             sled_batch.insert(
                 key(b'i', &[event_id.as_bytes()]),
                 loan_seq(&ev.loan_id, seq),
@@ -654,6 +706,8 @@ impl EventStore for SledStore {
                 recorded_at: w.last_recorded_at.expect("touched loans have events"),
             };
             sled_batch.insert(key(b'h', &[loan.as_bytes()]), encode_head(&head));
+            let new = &w.history[w.history.len() - w.fresh..];
+            sled_batch.insert(event_key(loan, new[0].seq), encode_chunk(new));
         }
         if pos != *next_pos {
             sled_batch.insert(key(b'l', &[&next_pos.to_be_bytes()]), encode_runs(&runs));
@@ -671,13 +725,14 @@ impl EventStore for SledStore {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(key(b'e', &[loan.as_bytes()])) {
             let (k, v) = kv?;
-            let seq = u64_at(&k[17..], "event key")?;
-            let ev = decode_event(&v, &format!("loan {loan} seq {seq}"))?;
-            // recorded_at is non-decreasing along the stream: known_at selects a prefix.
-            if known_at.is_some_and(|t| ev.recorded_at > t) {
-                break;
+            let first = u64_at(&k[17..], "event key")?;
+            for ev in decode_chunk(&v, &format!("loan {loan} seq {first}"))? {
+                // recorded_at is non-decreasing along the stream: known_at selects a prefix.
+                if known_at.is_some_and(|t| ev.recorded_at > t) {
+                    return Ok(out);
+                }
+                out.push(ev);
             }
-            out.push(ev);
         }
         Ok(out)
     }
@@ -722,7 +777,7 @@ impl EventStore for SledStore {
                 }
                 current = Some(loan);
             }
-            events.push(decode_event(&v, &format!("loan {loan} seq {seq}"))?);
+            events.extend(decode_chunk(&v, &format!("loan {loan} seq {seq}"))?);
         }
         if let Some(prev) = current {
             f(prev, events)?;

@@ -251,6 +251,49 @@ fn a_batch_with_one_bad_event_writes_nothing() {
 }
 
 #[test]
+fn one_append_writes_one_chunk_per_loan() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let mut d2 = disbursed();
+    d2.loan_id = Uuid::from_u128(9);
+    s.append(
+        vec![disbursed(), pay(""), d2, pay("")],
+        &mut OpenGate,
+        now(),
+    )
+    .unwrap();
+    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
+    let chunks: Vec<_> = s
+        .raw_tree()
+        .scan_prefix([b'e'])
+        .map(|kv| kv.unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 3);
+    let sizes: Vec<usize> = chunks
+        .iter()
+        .map(|(_, v)| arrears_core::store::decode_chunk(v, "t").unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![1, 3, 1]);
+    assert_eq!(
+        s.event_at(&LOAN.parse().unwrap(), 2).unwrap().unwrap().seq,
+        2
+    );
+    assert_eq!(
+        s.event_at(&LOAN.parse().unwrap(), 4).unwrap().unwrap().seq,
+        4
+    );
+    assert!(s.event_at(&LOAN.parse().unwrap(), 5).unwrap().is_none());
+    let log: Vec<(u64, u64)> = s
+        .log(1, 10)
+        .unwrap()
+        .iter()
+        .map(|e| (e.position, e.seq))
+        .collect();
+    assert_eq!(log, vec![(1, 1), (2, 2), (3, 1), (4, 3), (5, 4)]);
+    assert_eq!(s.log(4, 1).unwrap()[0].seq, 3);
+}
+
+#[test]
 fn reopen_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
@@ -277,9 +320,10 @@ fn reopen_keeps_everything() {
 fn a_flipped_byte_in_a_stored_value_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.append(vec![disbursed(), pay("")], &mut OpenGate, now())
-        .unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
     let tree = s.raw_tree();
+    // Two appends, two chunks: the second holds the payment.
     let (k, v) = tree.scan_prefix([b'e']).nth(1).unwrap().unwrap();
     let mut bytes = v.to_vec();
     // Flip one bit of the stored amount (10.00 → 10.01): it still decodes, but the hash breaks.
@@ -339,14 +383,26 @@ fn a_second_open_of_a_held_store_fails_at_once() {
 
 #[test]
 fn the_binary_encoding_round_trips_every_kind() {
-    use arrears_core::store::{decode_event, encode_event};
+    use arrears_core::store::{decode_chunk, encode_chunk};
     let lines = [
-        format!(r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","currency":"USD","borrower":"借款人-7","terms":{{"daily_rate":"0.00050","penalty_multiplier":"1.5","grace_days":3,"compound":false,"repayment":{{"kind":"installments","count":3,"method":"equal_installment"}}}}}}"#),
-        format!(r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","terms":{{"daily_rate":"0","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":2,"method":"equal_principal"}}}}}}"#),
-        format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"0.01","reference":"bank-1"}}"#),
-        format!(r#"{{"loan_id":"{LOAN}","type":"missed","installment":2,"observed_on":"9999-12-31"}}"#),
-        format!(r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","new_due_on":"2024-03-20","waive_penalty":"all","waive_interest":"5.00"}}"#),
-        format!(r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","waive_penalty":"1.25","installments":[{{"due_on":"2024-03-20","principal":"500.00","interest":"3.00"}}]}}"#),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","currency":"USD","borrower":"借款人-7","terms":{{"daily_rate":"0.00050","penalty_multiplier":"1.5","grace_days":3,"compound":false,"repayment":{{"kind":"installments","count":3,"method":"equal_installment"}}}}}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","terms":{{"daily_rate":"0","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":2,"method":"equal_principal"}}}}}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"0.01","reference":"bank-1"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"missed","installment":2,"observed_on":"9999-12-31"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","new_due_on":"2024-03-20","waive_penalty":"all","waive_interest":"5.00"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","waive_penalty":"1.25","installments":[{{"due_on":"2024-03-20","principal":"500.00","interest":"3.00"}}]}}"#
+        ),
     ];
     for (i, line) in lines.iter().enumerate() {
         let new = ev(line);
@@ -360,11 +416,15 @@ fn the_binary_encoding_round_trips_every_kind() {
             hash: String::new(),
         };
         e.hash = compute_hash(&e);
-        let bytes = encode_event(&e);
+        let bytes = encode_chunk(std::slice::from_ref(&e));
         assert_eq!(bytes[0], 2);
-        let back = decode_event(&bytes, "test").unwrap();
+        let back = decode_chunk(&bytes, "test").unwrap().remove(0);
         assert_eq!(back, e);
-        assert_eq!(back.to_json(), e.to_json(), "rates keep their written scale");
+        assert_eq!(
+            back.to_json(),
+            e.to_json(),
+            "rates keep their written scale"
+        );
         assert_eq!(compute_hash(&back), e.hash);
     }
 }
