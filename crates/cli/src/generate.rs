@@ -105,8 +105,8 @@ impl<'p> Builder<'p> {
             seq: self.history.len() as u64 + 1,
             recorded_at,
             body,
-            prev_hash: String::new(),
-            hash: String::new(),
+            prev_hash: arrears_core::chain::GENESIS,
+            hash: arrears_core::chain::GENESIS,
         };
         if self.gate.check(&self.history, &ev).is_err() {
             return false;

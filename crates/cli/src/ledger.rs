@@ -88,9 +88,9 @@ impl Summary {
     }
 }
 
-/// What one unit of replay work yields: the projection, the events read (0 when it came from a
-/// snapshot) and a refreshed snapshot to store.
-type Replayed = Option<(Projection, u64, Option<Vec<u8>>)>;
+/// What one unit of replay work yields: the projection, its JSON line, the events read (0 when it
+/// came from a snapshot) and a refreshed snapshot to store.
+type Replayed = Option<(Projection, Option<String>, u64, Option<Vec<u8>>)>;
 
 /// One unit of replay work: a loan and its raw stored values, or its snapshot.
 enum Work {
@@ -203,8 +203,9 @@ impl Ledger {
         Ok(arrears_projection::explain::explain(&folded, as_of))
     }
 
-    /// Replay every loan to `as_of`, calling `emit` with each projection in `loan_id` order.
-    /// Work is spread over the current rayon pool in chunks; the output order does not depend on
+    /// Replay every loan to `as_of`, calling `emit` with each projection (and its JSON line when
+    /// `with_json`) in `loan_id` order. A reader thread scans the store while the current rayon
+    /// pool folds, projects and serialises loans in chunks; the output order does not depend on
     /// the number of threads. With `incremental`, loans whose stored snapshot is current are
     /// projected from it without reading their events, and stale snapshots are rewritten.
     pub fn replay_all(
@@ -212,90 +213,112 @@ impl Ledger {
         as_of: NaiveDate,
         known_at: Option<Timestamp>,
         incremental: bool,
+        with_json: bool,
         progress: &dyn Fn(u64),
-        emit: &mut dyn FnMut(&Projection) -> Result<(), Failure>,
+        emit: &mut dyn FnMut(&Projection, Option<&str>) -> Result<(), Failure>,
     ) -> Result<Summary, Failure> {
         const CHUNK: usize = 2048;
-        let mut summary = Summary::default();
-        let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
         let policy = &self.policy;
-        let mut run = |chunk: &mut Vec<Work>, summary: &mut Summary| -> Result<(), Failure> {
-            let results: Vec<Result<Replayed, StoreError>> = chunk
-                .par_drain(..)
-                .map(|w| match w {
-                    Work::Snap(snap) => {
-                        let p = arrears_projection::project(&snap.loan, as_of, None, policy);
-                        Ok(Some((p, 0, None)))
+        let use_snapshots = incremental && known_at.is_none();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Work>, StoreError>>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
+                let push = |w: Work, chunk: &mut Vec<Work>| -> Result<(), StoreError> {
+                    chunk.push(w);
+                    if chunk.len() >= CHUNK {
+                        let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+                        // A closed channel means the consumer stopped on an error: stop too.
+                        tx.send(Ok(full)).map_err(|_| StoreError::Corrupt {
+                            at: "replay".into(),
+                            why: "stopped".into(),
+                        })?;
                     }
-                    Work::Events(loan, raw) => {
-                        let events = decode_all(loan, &raw)?;
-                        let n = events.len() as u64;
-                        let p = replay(&events, as_of, known_at, policy);
-                        let snap = if incremental {
-                            Snapshot::build(&events, policy).map(|s| s.encode())
-                        } else {
-                            None
+                    Ok(())
+                };
+                let scanned = if use_snapshots {
+                    (|| {
+                        for (loan, head) in self.store.heads()? {
+                            let snap = self
+                                .store
+                                .snapshot(loan)?
+                                .and_then(|b| Snapshot::decode(&b))
+                                .filter(|s| s.version() == head.seq && s.serves(as_of, policy));
+                            match snap {
+                                Some(s) => push(Work::Snap(Box::new(s)), &mut chunk)?,
+                                None => push(
+                                    Work::Events(loan, self.store.raw_stream(loan)?),
+                                    &mut chunk,
+                                )?,
+                            }
+                        }
+                        Ok(())
+                    })()
+                } else {
+                    self.store.for_each_stream_raw(&mut |loan, raw| {
+                        push(Work::Events(loan, raw), &mut chunk)
+                    })
+                };
+                let _ = match scanned {
+                    Ok(()) => tx.send(Ok(chunk)),
+                    Err(e) => tx.send(Err(e)),
+                };
+            });
+            let mut summary = Summary::default();
+            for chunk in rx {
+                let chunk = chunk?;
+                let results: Vec<Result<Replayed, StoreError>> = chunk
+                    .into_par_iter()
+                    .map(|w| {
+                        let (p, n, snap) = match w {
+                            Work::Snap(snap) => (
+                                arrears_projection::project(&snap.loan, as_of, None, policy),
+                                0,
+                                None,
+                            ),
+                            Work::Events(loan, raw) => {
+                                let events = decode_all(loan, &raw)?;
+                                let n = events.len() as u64;
+                                let Some(p) = replay(&events, as_of, known_at, policy) else {
+                                    return Ok(None);
+                                };
+                                let snap = incremental
+                                    .then(|| Snapshot::build(&events, policy).map(|s| s.encode()))
+                                    .flatten();
+                                (p, n, snap)
+                            }
                         };
-                        Ok(p.map(|p| (p, n, snap)))
+                        let json = with_json.then(|| p.to_json());
+                        Ok(Some((p, json, n, snap)))
+                    })
+                    .collect();
+                let mut snaps = Vec::new();
+                for r in results {
+                    if let Some((p, json, n, snap)) = r? {
+                        if n == 0 {
+                            summary.from_snapshots += 1;
+                        }
+                        summary.add(&p, n);
+                        emit(&p, json.as_deref())?;
+                        if let Some(s) = snap {
+                            snaps.push((p.loan_id, s));
+                        }
                     }
-                })
-                .collect();
-            let mut snaps = Vec::new();
-            for r in results {
-                if let Some((p, n, snap)) = r? {
-                    if n == 0 {
-                        summary.from_snapshots += 1;
-                    }
-                    summary.add(&p, n);
-                    emit(&p)?;
-                    if let Some(s) = snap {
-                        snaps.push((p.loan_id, s));
-                    }
                 }
+                if !snaps.is_empty() {
+                    self.store.put_snapshots(snaps)?;
+                }
+                progress(summary.loans);
             }
-            if !snaps.is_empty() {
-                self.store.put_snapshots(snaps)?;
-            }
-            progress(summary.loans);
-            Ok(())
-        };
-        if incremental && known_at.is_none() {
-            let heads = self.store.heads()?;
-            for (loan, head) in heads {
-                let snap = self
-                    .store
-                    .snapshot(loan)?
-                    .and_then(|b| Snapshot::decode(&b))
-                    .filter(|s| s.version() == head.seq && s.serves(as_of, policy));
-                match snap {
-                    Some(s) => chunk.push(Work::Snap(Box::new(s))),
-                    None => chunk.push(Work::Events(loan, self.store.raw_stream(loan)?)),
-                }
-                if chunk.len() >= CHUNK {
-                    run(&mut chunk, &mut summary)?;
-                }
-            }
-        } else {
-            self.store.for_each_stream_raw(&mut |loan, raw| {
-                chunk.push(Work::Events(loan, raw));
-                if chunk.len() >= CHUNK {
-                    run(&mut chunk, &mut summary).map_err(|e| StoreError::Corrupt {
-                        at: "replay".into(),
-                        why: e.to_string(),
-                    })?;
-                }
-                Ok(())
-            })?;
-        }
-        run(&mut chunk, &mut summary)?;
-        Ok(summary)
+            Ok(summary)
+        })
     }
 
     /// The end-of-day job: a `missed` (observed on `as_of`) for every unrecorded miss, appended
     /// as one atomic batch. Idempotent: a second run finds nothing to record.
     pub fn sweep(&self, as_of: NaiveDate, now: Timestamp) -> Result<Vec<Appended>, Failure> {
         let mut batch = Vec::new();
-        self.replay_all(as_of, None, false, &|_| {}, &mut |p| {
+        self.replay_all(as_of, None, false, false, &|_| {}, &mut |p, _| {
             for a in &p.anomalies {
                 if a.kind == arrears_projection::view::AnomalyKind::UnrecordedMiss {
                     batch.push(NewEvent {
@@ -402,11 +425,7 @@ impl Ledger {
             };
             h.update(loan.as_bytes());
             h.update(seq.to_be_bytes());
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&ev.hash, &mut hash).is_err() {
-                return Ok(Err(format!("loan {loan} seq {seq} has a malformed hash")));
-            }
-            h.update(hash);
+            h.update(ev.hash.0);
         }
         if hex::encode(h.finalize()) == want {
             Ok(Ok(()))
@@ -452,7 +471,7 @@ fn check_chain_inner(
     head: Option<&Head>,
     seq: &mut u64,
 ) -> Option<Broken> {
-    let mut prev = GENESIS.to_owned();
+    let mut prev = GENESIS;
     for bytes in raw {
         let events = match decode_chunk(bytes, &format!("loan {loan} seq {}", *seq + 1)) {
             Ok(evs) => evs,
@@ -493,7 +512,7 @@ fn check_chain_inner(
             at: format!("loan {loan}"),
             why: "events without a head entry".into(),
         }),
-        Some(h) if h.seq != last || hex::encode(h.hash) != prev => Some(Broken {
+        Some(h) if h.seq != last || h.hash != prev.0 => Some(Broken {
             at: format!("loan {loan} seq {}", last.min(h.seq).max(1)),
             why: format!("the loan's head says seq {} but the stream ends at seq {last} (events were removed or added)", h.seq),
         }),

@@ -242,7 +242,6 @@ fn verify_and_digest_catch_tampering() {
         let (k, v) = tree.scan_prefix([b'e']).nth(3).unwrap().unwrap();
         let mut events = arrears_core::store::decode_chunk(&v, "test").unwrap();
         events[0].recorded_at += chrono::Duration::seconds(1);
-        let ev = events[0].clone();
         let bytes = arrears_core::store::encode_chunk(&events);
         tree.insert(&k, bytes).unwrap();
         db.flush().unwrap();

@@ -89,13 +89,6 @@ struct EventV2 {
     hash: [u8; 32],
 }
 
-fn hash_bytes(h: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    // Hashes in stored events are produced by this crate: 64 hex digits.
-    hex::decode_to_slice(h, &mut out).expect("hash is 64 hex digits");
-    out
-}
-
 /// Encode an event in the compact stored form (without the format byte).
 pub fn encode(ev: &Event) -> Vec<u8> {
     let body = match &ev.body {
@@ -174,8 +167,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         seq: ev.seq,
         recorded_at_us: ev.recorded_at.timestamp_micros(),
         body,
-        prev_hash: hash_bytes(&ev.prev_hash),
-        hash: hash_bytes(&ev.hash),
+        prev_hash: ev.prev_hash.0,
+        hash: ev.hash.0,
     };
     postcard::to_stdvec(&v).expect("events always encode")
 }
@@ -285,7 +278,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
         recorded_at: DateTime::from_timestamp_micros(v.recorded_at_us)
             .ok_or("recorded_at out of range")?,
         body,
-        prev_hash: hex::encode(v.prev_hash),
-        hash: hex::encode(v.hash),
+        prev_hash: crate::chain::Digest32(v.prev_hash),
+        hash: crate::chain::Digest32(v.hash),
     })
 }

@@ -227,8 +227,8 @@ pub struct Event {
     pub recorded_at: Timestamp,
     #[serde(flatten)]
     pub body: Body,
-    pub prev_hash: String,
-    pub hash: String,
+    pub prev_hash: crate::chain::Digest32,
+    pub hash: crate::chain::Digest32,
 }
 
 impl Event {

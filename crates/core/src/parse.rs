@@ -657,6 +657,12 @@ fn parse_extension(o: &mut Obj) -> R<Extension> {
 /// Decode a stored event (the JSON written by the store). Stored events passed validation when
 /// they were appended, so only the grammar is checked here; the policy is not consulted, so a
 /// later policy change never makes stored history unreadable.
+fn digest(s: Option<String>, field: &str) -> R<crate::chain::Digest32> {
+    let s = s.ok_or_else(|| InputError::new(field, Invalid::Missing))?;
+    crate::chain::Digest32::parse(&s)
+        .ok_or_else(|| InputError::new(field, Invalid::Json(format!("`{s}` is not 64 hex digits"))))
+}
+
 pub fn parse_stored(json: &str) -> R<Event> {
     let (ev, chain) = parse_event(json)?;
     let missing = |f: &str| InputError::new(f, Invalid::Missing);
@@ -666,7 +672,7 @@ pub fn parse_stored(json: &str) -> R<Event> {
         seq: ev.seq.ok_or_else(|| missing("seq"))?,
         recorded_at: ev.recorded_at.ok_or_else(|| missing("recorded_at"))?,
         body: ev.body,
-        prev_hash: chain.prev_hash.ok_or_else(|| missing("prev_hash"))?,
-        hash: chain.hash.ok_or_else(|| missing("hash"))?,
+        prev_hash: digest(chain.prev_hash, "prev_hash")?,
+        hash: digest(chain.hash, "hash")?,
     })
 }

@@ -281,7 +281,7 @@ fn encode_runs(runs: &[(Uuid, u64, u32)]) -> Vec<u8> {
 
 fn decode_runs(b: &[u8], position: u64) -> Result<Vec<(Uuid, u64, u32)>, StoreError> {
     let at = format!("log position {position}");
-    if b.is_empty() || b.len() % 28 != 0 {
+    if b.is_empty() || !b.len().is_multiple_of(28) {
         return Err(corrupt(at, "log entry is not a list of 28-byte runs"));
     }
     b.chunks_exact(28)
@@ -316,17 +316,10 @@ fn decode_head(b: &[u8], at: &str) -> Result<Head, StoreError> {
     })
 }
 
-fn hash_bytes(hex_str: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    // Hashes are produced by this crate, always 64 hex digits.
-    hex::decode_to_slice(hex_str, &mut out).expect("hash is 64 hex digits");
-    out
-}
-
 /// Per-loan working state during one append.
 struct LoanWork {
     head_seq: u64,
-    head_hash: String,
+    head_hash: crate::chain::Digest32,
     last_recorded_at: Option<Timestamp>,
     history: Vec<Event>,
     touched: bool,
@@ -453,7 +446,7 @@ impl SledStore {
         };
         Ok(LoanWork {
             head_seq: head.map_or(0, |h| h.seq),
-            head_hash: head.map_or_else(|| GENESIS.to_owned(), |h| hex::encode(h.hash)),
+            head_hash: head.map_or(GENESIS, |h| crate::chain::Digest32(h.hash)),
             last_recorded_at: head.map(|h| h.recorded_at),
             history,
             touched: false,
@@ -667,8 +660,8 @@ impl EventStore for SledStore {
                 seq,
                 recorded_at,
                 body: new.body,
-                prev_hash: std::mem::take(&mut work.head_hash),
-                hash: String::new(),
+                prev_hash: work.head_hash,
+                hash: GENESIS,
             };
             ev.hash = compute_hash(&ev);
             gate.check(&work.history, &ev)
@@ -685,7 +678,7 @@ impl EventStore for SledStore {
             }
             pos += 1;
             work.head_seq = seq;
-            work.head_hash = ev.hash.clone();
+            work.head_hash = ev.hash;
             work.last_recorded_at = Some(recorded_at);
             if !work.touched {
                 work.touched = true;
@@ -702,7 +695,7 @@ impl EventStore for SledStore {
             let w = &loans[loan];
             let head = Head {
                 seq: w.head_seq,
-                hash: hash_bytes(&w.head_hash),
+                hash: w.head_hash.0,
                 recorded_at: w.last_recorded_at.expect("touched loans have events"),
             };
             sled_batch.insert(key(b'h', &[loan.as_bytes()]), encode_head(&head));

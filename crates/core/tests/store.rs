@@ -37,12 +37,12 @@ fn open(dir: &std::path::Path) -> SledStore {
 }
 
 fn chain_ok(events: &[Event]) -> bool {
-    let mut prev = GENESIS.to_owned();
+    let mut prev = GENESIS;
     for (i, e) in events.iter().enumerate() {
         if e.seq != i as u64 + 1 || e.prev_hash != prev || compute_hash(e) != e.hash {
             return false;
         }
-        prev = e.hash.clone();
+        prev = e.hash;
     }
     true
 }
@@ -75,7 +75,7 @@ fn seqs_are_contiguous_and_the_chain_verifies() {
     let heads = s.heads().unwrap();
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].1.seq, 4);
-    assert_eq!(hex::encode(heads[0].1.hash), stream[3].hash);
+    assert_eq!(heads[0].1.hash, stream[3].hash.0);
 }
 
 #[test]
@@ -412,8 +412,8 @@ fn the_binary_encoding_round_trips_every_kind() {
             seq: i as u64 + 1,
             recorded_at: Utc.timestamp_micros(1_700_000_000_123_456).unwrap(),
             body: new.body,
-            prev_hash: GENESIS.to_owned(),
-            hash: String::new(),
+            prev_hash: GENESIS,
+            hash: GENESIS,
         };
         e.hash = compute_hash(&e);
         let bytes = encode_chunk(std::slice::from_ref(&e));

@@ -6,12 +6,14 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use arrears_core::event::Date;
-use arrears_core::money::fmt_amount;
 
 use crate::fold::{Loan, Stretch};
 
 fn amt<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fmt_amount(*d))
+    // Formatted straight into the output: no intermediate String per amount.
+    let mut d = *d;
+    d.rescale(2);
+    s.collect_str(&d)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -324,6 +324,14 @@ impl Loan {
         self.accrued(t) - self.penalty.paid - self.penalty.waived
     }
 
+    /// How many constant-base stretches the accrual through day `t` is computed over: the cost of
+    /// the closed form, which depends on events and due dates, not on the number of days.
+    pub fn accrual_steps(&self, t: Date) -> usize {
+        let mut n = 0;
+        self.stretches(self.disbursed_on, t, t, &mut |_, _, _| n += 1);
+        n
+    }
+
     /// Penalty accrual stretches through day `t` with B as seen on `t` (for `explain`),
     /// adjacent stretches of equal base merged.
     pub fn accrual_trail(&self, t: Date) -> Vec<Stretch> {

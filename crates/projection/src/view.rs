@@ -5,14 +5,16 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use arrears_core::event::{fmt_timestamp, Date, Timestamp};
-use arrears_core::money::fmt_amount;
 use arrears_core::Policy;
 
 use crate::fold::{add_days, Loan};
 use crate::stage::{self, Stage, StageInput};
 
 fn amt<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fmt_amount(*d))
+    // Formatted straight into the output: no intermediate String per amount.
+    let mut d = *d;
+    d.rescale(2);
+    s.collect_str(&d)
 }
 
 fn ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {

@@ -53,3 +53,26 @@ fn payment_on_a_day_bears_that_days_penalty() {
     assert_eq!(p.stage.as_str(), "settled");
     assert_eq!(fmt_amount(p.outstanding.total), "0.00");
 }
+
+#[test]
+fn ten_days_and_ten_years_overdue_take_the_same_accrual_steps() {
+    let evs = seal(&lines(&[
+        DISBURSED,
+        r#"{"type":"payment","on":"2024-02-05","amount":"500.00"}"#,
+    ]));
+    let policy = Policy::default();
+    let short = arrears_projection::fold(&evs, date("2024-02-10"), None, &policy).unwrap();
+    let long = arrears_projection::fold(&evs, date("2034-01-28"), None, &policy).unwrap();
+    // Stretches: [01-01, 01-31) nothing due, [01-31, 02-05) base 1015.00, [02-05, end) base 518.80.
+    assert_eq!(short.accrual_steps(date("2024-02-10")), 3);
+    assert_eq!(long.accrual_steps(date("2034-01-28")), 3);
+    // And the amounts are exact: 5 × 0.76 + (days − 5) × 0.39.
+    let days = (date("2034-01-28") - date("2024-01-31")).num_days();
+    assert_eq!(days, 3650);
+    let p = arrears_projection::project(&long, date("2034-01-28"), None, &policy);
+    assert_eq!(
+        fmt_amount(p.penalty_accrued),
+        fmt_amount(rust_decimal::Decimal::new(380 + (days - 5) * 39, 2))
+    );
+    assert_eq!(fmt_amount(p.penalty_accrued), "1425.35");
+}

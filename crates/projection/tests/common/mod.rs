@@ -12,7 +12,7 @@ pub const LOAN: &str = "00000000-0000-0000-0000-000000000001";
 
 pub fn seal(lines: &[String]) -> Vec<Event> {
     let policy = Policy::default();
-    let mut prev = GENESIS.to_owned();
+    let mut prev = GENESIS;
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let (mut ev, _) = parse_event(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
@@ -26,11 +26,11 @@ pub fn seal(lines: &[String]) -> Vec<Event> {
                 .recorded_at
                 .unwrap_or_else(|| Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap()),
             body: ev.body,
-            prev_hash: prev.clone(),
-            hash: String::new(),
+            prev_hash: prev,
+            hash: GENESIS,
         };
         e.hash = compute_hash(&e);
-        prev = e.hash.clone();
+        prev = e.hash;
         out.push(e);
     }
     out
