@@ -88,6 +88,9 @@ impl Summary {
     }
 }
 
+/// Receives each replayed loan, in `loan_id` order, with its JSON line when one was asked for.
+pub type Emit<'a> = &'a mut dyn FnMut(&Projection, Option<&str>) -> Result<(), Failure>;
+
 /// What one unit of replay work yields: the projection, its JSON line, the events read (0 when it
 /// came from a snapshot) and a refreshed snapshot to store.
 type Replayed = Option<(Projection, Option<String>, u64, Option<Vec<u8>>)>;
@@ -215,7 +218,7 @@ impl Ledger {
         incremental: bool,
         with_json: bool,
         progress: &dyn Fn(u64),
-        emit: &mut dyn FnMut(&Projection, Option<&str>) -> Result<(), Failure>,
+        emit: Emit<'_>,
     ) -> Result<Summary, Failure> {
         const CHUNK: usize = 2048;
         let policy = &self.policy;
