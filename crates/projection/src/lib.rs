@@ -159,7 +159,11 @@ impl<'p> DecideGate<'p> {
         // does not duplicate a later-dated miss and to refresh the cache.
         let mut all: Vec<&Event> = history.iter().collect();
         all.sort_by_key(|e| (e.business_date(), e.seq));
-        let split = all.partition_point(|e| (e.business_date(), e.seq) < key);
+        // An event dated before the disbursement is decided against the disbursement alone, so
+        // it gets the rule it breaks (e.g. "payment before the disbursement").
+        let split = all
+            .partition_point(|e| (e.business_date(), e.seq) < key)
+            .max(1);
         let mut loan = fold_counted(&all[..split], self.policy).ok_or(Rejection::NotDisbursed)?;
         decide::decide(&loan, ev, known_extensions, self.policy)?;
         let misses_before = loan.misses.len();

@@ -1,0 +1,463 @@
+//! Concurrent writers, hostile input, overflow safety, tamper evidence and store misuse.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use arrears_cli::ledger::{parse_line, Ledger};
+use arrears_core::chain::compute_hash;
+use arrears_core::store::{decode_chunk, encode_chunk, AppendError, EventStore};
+use arrears_core::Policy;
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_arrears");
+const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap()
+}
+
+fn disbursed(loan: &str, principal: &str, rate: &str) -> String {
+    format!(
+        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"{principal}","terms":{{"daily_rate":"{rate}","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
+    )
+}
+
+fn ledger(dir: &Path) -> Ledger {
+    Ledger::open(dir, Policy::default()).unwrap()
+}
+
+#[test]
+fn concurrent_writers_never_leave_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(ledger(dir.path()));
+    let p = Policy::default();
+    let loans: Vec<String> = (1..=3).map(|i| Uuid::from_u128(i).to_string()).collect();
+    let first: Vec<_> = loans
+        .iter()
+        .map(|loan| parse_line(&disbursed(loan, "1000.00", "0.0005"), 1, &p).unwrap())
+        .collect();
+    l.append(first, now()).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let l = Arc::clone(&l);
+            let loans = loans.clone();
+            std::thread::spawn(move || {
+                let p = Policy::default();
+                let (mut won, mut lost) = (0u64, 0u64);
+                for k in 0..40 {
+                    let loan = &loans[(t + k) % loans.len()];
+                    let head = l.store.stream(loan.parse().unwrap(), None).unwrap().len() as u64;
+                    let line = format!(r#"{{"loan_id":"{loan}","type":"payment","on":"2024-01-15","amount":"0.01","seq":{}}}"#, head + 1);
+                    match l.append(vec![parse_line(&line, 1, &p).unwrap()], now()) {
+                        Ok(_) => won += 1,
+                        Err(AppendError::Conflict { expected, head: h, .. }) => {
+                            assert_eq!(expected, head + 1);
+                            assert!(h > head, "a conflict means someone else appended");
+                            lost += 1;
+                        }
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+                (won, lost)
+            })
+        })
+        .collect();
+    let (mut won, mut lost) = (0, 0);
+    for t in threads {
+        let (w, x) = t.join().unwrap();
+        won += w;
+        lost += x;
+    }
+    assert_eq!(won + lost, 320);
+    assert!(lost > 0, "8 threads on 3 loans must collide");
+    let mut total = 0;
+    for loan in &loans {
+        let s = l.store.stream(loan.parse().unwrap(), None).unwrap();
+        let seqs: Vec<u64> = s.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=s.len() as u64).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+        total += s.len() as u64 - 1;
+    }
+    assert_eq!(total, won, "every winner is stored, no loser is");
+    assert_eq!(l.verify().unwrap(), None);
+}
+
+/// Feed one line through parse, validate and append; it must be refused without a panic, and
+/// the store must not change.
+fn refused(l: &Ledger, line: &str) -> String {
+    let before = l.store.log_len().unwrap();
+    let input = format!("{}\n{line}\n", disbursed(LOAN, "1000.00", "0.0005"));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        l.append_reader(input.as_bytes(), now(), None, &|_| {}, &mut |_| Ok(()))
+    }));
+    let e = match r {
+        Err(_) => panic!("panicked on {line:.200}"),
+        Ok(Ok(_)) => panic!("accepted {line:.200}"),
+        Ok(Err(e)) => e,
+    };
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert_eq!(l.store.log_len().unwrap(), before, "the store changed");
+    let msg = e.to_string();
+    assert!(msg.starts_with("line 2: "), "{msg:.200}");
+    msg
+}
+
+#[test]
+fn hostile_lines_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let pay = |amount: &str| {
+        format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":{amount}}}"#)
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (pay("1e400"), "not valid JSON"),
+        (
+            pay("18446744073709551616000"),
+            "amount: expected a string, got a JSON number",
+        ),
+        (
+            pay(r#""0.000000000000000000000000000001""#),
+            "more than 2 decimal places",
+        ),
+        (
+            pay(r#""99999999999999999999999999999999""#),
+            "more digits than the ledger accepts",
+        ),
+        (pay(r#""١٠٠""#), "is not a decimal number"),
+        (
+            pay(&format!("\"{}\"", "9".repeat(1_000_000))),
+            "more digits than the ledger accepts",
+        ),
+        (
+            pay(&("{\"a\":".repeat(200) + "1" + &"}".repeat(200))),
+            "not valid JSON",
+        ),
+        (
+            format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"0000-00-00","amount":"1.00"}}"#),
+            "on: `0000-00-00` is not a date",
+        ),
+        (
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"1.00","reference":"{}"}}"#,
+                "x".repeat(1_000_000)
+            ),
+            "reference: is longer than 256 characters",
+        ),
+        (
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"1.00","type":"payment"}}"#
+            ),
+            "type: appears twice",
+        ),
+        (
+            format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"2023-12-31","amount":"1.00"}}"#),
+            "on: payment on 2023-12-31 is before the disbursement on 2024-01-01",
+        ),
+        (
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"missed","installment":4294967296,"observed_on":"2024-02-05"}}"#
+            ),
+            "installment: must be between 1 and 4294967295",
+        ),
+        (
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"missed","installment":2,"observed_on":"2024-02-05"}}"#
+            ),
+            "installment: the loan has no installment 2",
+        ),
+        (
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-05","new_due_on":"9999-12-31","waive_penalty":"1000.00"}}"#
+            ),
+            "waive_penalty: 1000.00 is more than the unpaid penalty",
+        ),
+        ("\u{feff}{}".to_owned(), "not valid JSON"),
+        ("null".to_owned(), "an event must be a JSON object"),
+        ("\"💥\"".to_owned(), "an event must be a JSON object"),
+        (
+            disbursed(LOAN, "1000.00", "0.0005"),
+            "type: the loan is already disbursed",
+        ),
+        (
+            disbursed(
+                "0f000000-0000-4000-8000-000000000002",
+                "1000000000000000.00",
+                "1",
+            ),
+            "exceeds the policy cap",
+        ),
+    ];
+    for (line, want) in cases {
+        let msg = refused(&l, &line);
+        assert!(msg.contains(want), "{want:?} not in {msg:.300}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Random mutations of valid lines: never a panic; either stored whole or refused with a
+    /// message that names the line, leaving the store unchanged.
+    #[test]
+    fn mutated_lines_never_panic(pos in 0usize..400, byte in any::<u8>(), cut in 0usize..400, which in 0usize..4) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path());
+        let lines = [
+            disbursed(LOAN, "1000.00", "0.0005"),
+            format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"500.00","reference":"银行-1"}}"#),
+            format!(r#"{{"loan_id":"{LOAN}","type":"missed","installment":1,"observed_on":"2024-02-10"}}"#),
+            format!(r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","new_due_on":"2024-03-20","waive_penalty":"all","waive_interest":"1.00"}}"#),
+        ];
+        let mut bytes = lines[which].clone().into_bytes();
+        let p = pos % bytes.len();
+        bytes[p] = byte;
+        bytes.truncate(bytes.len().min(cut.max(1) + 200));
+        let mutated = String::from_utf8_lossy(&bytes).into_owned().replace('\n', " ");
+        let input = if which == 0 { format!("{mutated}\n") } else { format!("{}\n{mutated}\n", lines[0]) };
+        let before = l.store.log_len().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.append_reader(input.as_bytes(), now(), None, &|_| {}, &mut |_| Ok(()))));
+        prop_assert!(r.is_ok(), "panic on {mutated}");
+        match r.unwrap() {
+            Ok(n) => prop_assert_eq!(l.store.log_len().unwrap(), before + n),
+            Err(e) => {
+                prop_assert_eq!(e.exit_code(), 2, "{}", e);
+                prop_assert!(e.to_string().starts_with("line "), "{}", e);
+                prop_assert_eq!(l.store.log_len().unwrap(), before);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_huge_principal_over_a_century_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    // 10^15 at 0.000986 per day (APR 0.35989, under the cap), bullet 30 days, never paid.
+    let line = disbursed(LOAN, "1000000000000000.00", "0.000986");
+    l.append(
+        vec![parse_line(&line, 1, &Policy::default()).unwrap()],
+        now(),
+    )
+    .unwrap();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2124, 1, 31).unwrap();
+    let p = l.show(LOAN.parse().unwrap(), as_of, None).unwrap();
+    // Interest 10^15 × 0.000986 × 30 = 29,580,000,000,000.00; B = 1,029,580,000,000,000.00;
+    // daily penalty (multiplier 1) = 1,015,165,880,000.00 exactly; days from 2024-02-01 to
+    // 2124-01-31 inclusive.
+    let days = (as_of - chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap()).num_days();
+    assert_eq!(days, 36_524);
+    assert_eq!(
+        arrears_core::money::fmt_amount(p.outstanding.interest),
+        "29580000000000.00"
+    );
+    let want =
+        rust_decimal::Decimal::new(101_516_588_000_000, 2) * rust_decimal::Decimal::from(days);
+    assert_eq!(
+        arrears_core::money::fmt_amount(p.penalty_accrued),
+        arrears_core::money::fmt_amount(want)
+    );
+    assert_eq!(
+        arrears_core::money::fmt_amount(p.penalty_accrued),
+        "37077918601120000.00"
+    );
+    assert_eq!(p.stage.as_str(), "legal");
+    assert_eq!(p.class, "loss");
+}
+
+/// Apply `edit` to the raw chunks of one loan (decoded), write them back, and return what
+/// `verify` says.
+fn tamper(edit: impl FnOnce(&mut Vec<arrears_core::Event>)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    {
+        let l = ledger(&store);
+        let p = Policy::default();
+        for line in [
+            disbursed(LOAN, "1000.00", "0.0005"),
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"10.00"}}"#
+            ),
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-06","amount":"20.00"}}"#
+            ),
+            format!(
+                r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-07","amount":"30.00"}}"#
+            ),
+        ] {
+            l.append(vec![parse_line(&line, 1, &p).unwrap()], now())
+                .unwrap();
+        }
+        // Rewrite the loan as one chunk after the edit.
+        let tree = l.store.raw_tree();
+        let mut events = l.store.stream(LOAN.parse().unwrap(), None).unwrap();
+        for k in tree.scan_prefix([b'e']).keys() {
+            tree.remove(k.unwrap()).unwrap();
+        }
+        edit(&mut events);
+        let mut key = vec![b'e'];
+        key.extend_from_slice(Uuid::parse_str(LOAN).unwrap().as_bytes());
+        key.extend_from_slice(&1u64.to_be_bytes());
+        tree.insert(key, encode_chunk(&events)).unwrap();
+        l.store.flush().unwrap();
+    }
+    let out = Command::new(BIN)
+        .arg("--store")
+        .arg(&store)
+        .arg("verify")
+        .env_remove("ARREARS_STORE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "tampering went unnoticed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn verify_names_the_first_broken_event() {
+    let at = |seq: u64| format!("broken at loan {LOAN} seq {seq}:");
+    // Edited: an amount changed, the hash kept.
+    let e = tamper(|evs| {
+        if let arrears_core::Body::Payment(p) = &mut evs[2].body {
+            p.amount += rust_decimal::Decimal::ONE;
+        }
+    });
+    assert!(
+        e.contains(&at(3)) && e.contains("hash does not match"),
+        "{e}"
+    );
+    // Edited and re-hashed: the next event's prev_hash no longer matches.
+    let e = tamper(|evs| {
+        evs[1].recorded_at += chrono::Duration::seconds(1);
+        evs[1].hash = compute_hash(&evs[1]);
+    });
+    assert!(
+        e.contains(&at(3)) && e.contains("prev_hash does not match"),
+        "{e}"
+    );
+    // Deleted from the middle.
+    let e = tamper(|evs| {
+        evs.remove(1);
+    });
+    assert!(e.contains(&at(2)), "{e}");
+    // Reordered.
+    let e = tamper(|evs| evs.swap(1, 2));
+    assert!(e.contains(&at(2)), "{e}");
+    // Inserted: a forged event with a correct-looking seq and hash.
+    let e = tamper(|evs| {
+        let mut forged = evs[1].clone();
+        forged.event_id = Uuid::from_u128(99);
+        forged.hash = compute_hash(&forged);
+        evs.insert(2, forged);
+    });
+    assert!(e.contains(&at(3)), "{e}");
+    // Deleted at the end: the head still remembers seq 4.
+    let e = tamper(|evs| {
+        evs.pop();
+    });
+    assert!(
+        e.contains("head says seq 4 but the stream ends at seq 3"),
+        "{e}"
+    );
+    // Undecodable bytes are corruption with a position.
+    let e = {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("db");
+        {
+            let l = ledger(&store);
+            l.append(
+                vec![
+                    parse_line(&disbursed(LOAN, "1000.00", "0.0005"), 1, &Policy::default())
+                        .unwrap(),
+                ],
+                now(),
+            )
+            .unwrap();
+            let tree = l.store.raw_tree();
+            let (k, v) = tree.scan_prefix([b'e']).next().unwrap().unwrap();
+            tree.insert(k, &v[..v.len() / 2]).unwrap();
+            l.store.flush().unwrap();
+            assert!(
+                decode_chunk(&tree.scan_prefix([b'e']).next().unwrap().unwrap().1, "t").is_err()
+            );
+        }
+        let out = Command::new(BIN)
+            .arg("--store")
+            .arg(&store)
+            .arg("verify")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(e.contains(&at(1)) && e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn a_store_held_by_another_process_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    // `append` from a stdin that never closes holds the store open.
+    let mut holder = Command::new(BIN)
+        .arg("--store")
+        .arg(&store)
+        .arg("append")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it has created and locked the store.
+    let t0 = std::time::Instant::now();
+    while !store.join("conf").exists() && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .arg("--store")
+        .arg(&store)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is in use by another process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "it hung for {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_newer_on_disk_format_is_refused_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    {
+        let l = ledger(&store);
+        l.store
+            .raw_tree()
+            .insert(b"mformat", &7u32.to_be_bytes())
+            .unwrap();
+        l.store.flush().unwrap();
+    }
+    let out = Command::new(BIN)
+        .arg("--store")
+        .arg(&store)
+        .args(["show", LOAN])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("has on-disk format 7; this build reads format 1 — upgrade arrears"));
+}
