@@ -1,0 +1,33 @@
+//! accrual_flat: projecting one loan 10 days overdue and 3,650 days overdue costs the same
+//! (closed form: the cost follows events and due dates, not days).
+
+use arrears_benches::*;
+use arrears_core::Policy;
+use chrono::NaiveDate;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+fn accrual(c: &mut Criterion) {
+    let lines = [
+        r#"{"loan_id":"0f000000-0000-4000-8000-000000000001","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{"kind":"bullet","days":30}}}"#.to_owned(),
+        r#"{"loan_id":"0f000000-0000-4000-8000-000000000001","type":"payment","on":"2024-02-05","amount":"500.00"}"#.to_owned(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = fill(dir.path(), &book_events(&lines), 10);
+    let loan = lines[0][12..48].parse().unwrap();
+    let events = arrears_core::store::EventStore::stream(&ledger.store, loan, None).unwrap();
+    let policy = Policy::default();
+    let d10 = NaiveDate::from_ymd_opt(2024, 2, 10).unwrap();
+    let d3650 = NaiveDate::from_ymd_opt(2034, 1, 28).unwrap();
+    let mut g = c.benchmark_group("accrual_flat");
+    for (name, d) in [("10_days_overdue", d10), ("3650_days_overdue", d3650)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                arrears_projection::replay(black_box(&events), black_box(d), None, &policy).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, accrual);
+criterion_main!(benches);

@@ -1,0 +1,69 @@
+//! replay_full: every loan from the store to one as-of date, JSON lines out, on 1 and 2 threads.
+//! reproject_snapshots: every loan from its stored snapshot to a new as-of date.
+
+use arrears_benches::*;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn replay(c: &mut Criterion) {
+    let n = loans();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = book_lines(n, 3);
+    let events = book_events(&lines);
+    let ledger = fill(dir.path(), &events, 10_000);
+    drop(events);
+    let as_of = horizon();
+    let run = |threads: usize, incremental: bool, new_as_of: chrono::NaiveDate| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut bytes = 0usize;
+            let s = ledger
+                .replay_all(
+                    new_as_of,
+                    None,
+                    incremental,
+                    true,
+                    &|_| {},
+                    &mut |_, json| {
+                        bytes += json.map_or(0, str::len) + 1;
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            (s, bytes)
+        })
+    };
+    let (summary, _) = run(2, false, as_of);
+    let mut g = c.benchmark_group("replay_full");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(summary.events));
+    g.bench_function(format!("{n}_loans_1_thread"), |b| {
+        b.iter(|| run(1, false, as_of))
+    });
+    g.bench_function(format!("{n}_loans_2_threads"), |b| {
+        b.iter(|| run(2, false, as_of))
+    });
+    g.finish();
+
+    // Build every snapshot once; then every loan is projected from its snapshot.
+    let (built, _) = run(2, true, as_of);
+    assert_eq!(built.from_snapshots, 0);
+    let later = as_of + chrono::Days::new(30);
+    let (check, _) = run(2, true, later);
+    assert_eq!(
+        check.from_snapshots, check.loans,
+        "all loans must come from snapshots"
+    );
+    let mut g = c.benchmark_group("reproject_snapshots");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(check.loans));
+    g.bench_function(format!("{n}_loans_2_threads"), |b| {
+        b.iter(|| run(2, true, later))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, replay);
+criterion_main!(benches);

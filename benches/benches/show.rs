@@ -1,0 +1,43 @@
+//! show_one: one loan with 200 events, from a cold store open to printed JSON.
+
+use arrears_benches::*;
+use arrears_cli::ledger::Ledger;
+use arrears_core::Policy;
+use chrono::NaiveDate;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
+
+fn show(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    {
+        // A 12-month loan with 199 more events: small payments and a few misses, appended one
+        // event at a time as a servicer would.
+        let mut lines = vec![format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-01","principal":"12000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":12,"method":"equal_installment"}}}}}}"#
+        )];
+        let start = NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
+        for k in 0..199u64 {
+            let day = start + chrono::Days::new(k * 2);
+            lines.push(format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"{day}","amount":"30.00","reference":"r{k}"}}"#));
+        }
+        let ledger = Ledger::open(&store, Policy::default()).unwrap();
+        for e in book_events(&lines) {
+            ledger.append(vec![e], now()).unwrap();
+        }
+    }
+    let as_of = NaiveDate::from_ymd_opt(2025, 2, 28).unwrap();
+    let loan = LOAN.parse().unwrap();
+    c.bench_function("show_one/200_events_cold_open_to_json", |b| {
+        b.iter(|| {
+            let ledger = Ledger::open(&store, Policy::default()).unwrap();
+            let p = ledger.show(loan, as_of, None).unwrap();
+            assert_eq!(p.version, 200);
+            p.to_json()
+        })
+    });
+}
+
+criterion_group!(benches, show);
+criterion_main!(benches);
