@@ -95,10 +95,15 @@ pub type Emit<'a> = &'a mut dyn FnMut(&Projection, Option<&str>) -> Result<(), F
 /// came from a snapshot) and a refreshed snapshot to store.
 type Replayed = Option<(Projection, Option<String>, u64, Option<Vec<u8>>)>;
 
+/// A projection from events: the projection, the events read, a refreshed snapshot.
+type FromEvents = Option<(Projection, u64, Option<Vec<u8>>)>;
+
 /// One unit of replay work: a loan and its raw stored values, or its snapshot.
 enum Work {
     Events(Uuid, Vec<sled::IVec>),
-    Snap(Box<Snapshot>),
+    /// A loan, its head seq and its stored snapshot bytes, if any: decoded and checked by the
+    /// worker, which falls back to the events when the snapshot does not serve.
+    Snap(Uuid, u64, Option<sled::IVec>),
 }
 
 /// A first problem `verify` found.
@@ -241,19 +246,30 @@ impl Ledger {
                 };
                 let scanned = if use_snapshots {
                     (|| {
-                        for (loan, head) in self.store.heads()? {
-                            let snap = self
-                                .store
-                                .snapshot(loan)?
-                                .and_then(|b| Snapshot::decode(&b))
-                                .filter(|s| s.version() == head.seq && s.serves(as_of, policy));
-                            match snap {
-                                Some(s) => push(Work::Snap(Box::new(s)), &mut chunk)?,
-                                None => push(
-                                    Work::Events(loan, self.store.raw_stream(loan)?),
-                                    &mut chunk,
-                                )?,
+                        // Heads and snapshots are both in loan_id order: merge them in one pass
+                        // each, with no per-loan lookups. Snapshots are decoded by the workers.
+                        let heads = self.store.heads()?;
+                        let mut snaps = self.store.snapshots().peekable();
+                        for (loan, head) in heads {
+                            while let Some(Ok((l, _))) = snaps.peek() {
+                                if *l >= loan {
+                                    break;
+                                }
+                                snaps.next();
                             }
+                            let snap = match snaps.peek() {
+                                Some(Ok((l, _))) if *l == loan => {
+                                    snaps.next().and_then(|r| r.ok()).map(|(_, v)| v)
+                                }
+                                Some(Err(_)) => {
+                                    return Err(snaps
+                                        .next()
+                                        .and_then(|r| r.err())
+                                        .expect("peeked an error"))
+                                }
+                                _ => None,
+                            };
+                            push(Work::Snap(loan, head.seq, snap), &mut chunk)?;
                         }
                         Ok(())
                     })()
@@ -273,14 +289,9 @@ impl Ledger {
                 let results: Vec<Result<Replayed, StoreError>> = chunk
                     .into_par_iter()
                     .map(|w| {
-                        let (p, n, snap) = match w {
-                            Work::Snap(snap) => (
-                                arrears_projection::project(&snap.loan, as_of, None, policy),
-                                0,
-                                None,
-                            ),
-                            Work::Events(loan, raw) => {
-                                let events = decode_all(loan, &raw)?;
+                        let from_events =
+                            |loan: Uuid, raw: &[sled::IVec]| -> Result<FromEvents, StoreError> {
+                                let events = decode_all(loan, raw)?;
                                 let n = events.len() as u64;
                                 let Some(p) = replay(&events, as_of, known_at, policy) else {
                                     return Ok(None);
@@ -288,8 +299,26 @@ impl Ledger {
                                 let snap = incremental
                                     .then(|| Snapshot::build(&events, policy).map(|s| s.encode()))
                                     .flatten();
-                                (p, n, snap)
+                                Ok(Some((p, n, snap)))
+                            };
+                        let done = match w {
+                            Work::Snap(loan, seq, bytes) => {
+                                let snap = bytes
+                                    .and_then(|b| Snapshot::decode(&b))
+                                    .filter(|s| s.version() == seq && s.serves(as_of, policy));
+                                match snap {
+                                    Some(s) => Some((
+                                        arrears_projection::project(&s.loan, as_of, None, policy),
+                                        0,
+                                        None,
+                                    )),
+                                    None => from_events(loan, &self.store.raw_stream(loan)?)?,
+                                }
                             }
+                            Work::Events(loan, raw) => from_events(loan, &raw)?,
+                        };
+                        let Some((p, n, snap)) = done else {
+                            return Ok(None);
                         };
                         let json = with_json.then(|| p.to_json());
                         Ok(Some((p, json, n, snap)))

@@ -435,3 +435,104 @@ fn bad_arguments_and_unknown_loans_exit_2() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("is not an arrears store"), "{}", err(&o));
 }
+
+#[test]
+fn a_policy_file_replaces_the_default_and_is_named_in_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    let policy = dir.path().join("strict.json");
+    std::fs::write(
+        &policy,
+        r#"{"name":"strict-v2","apr_cap":"0.30","max_extensions":1,"stages":{"phone_from_dpd":2,"written_notice_from_dpd":8,"outsourced_from_dpd":20,"legal_from_dpd":45}}"#,
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    // 0.0005 × 1.5 × 365 = 0.27375 ≤ 0.30: accepted.
+    let out = arrears(
+        &s,
+        &["--policy", p, "append"],
+        Some(&(disbursed(LOAN) + "\n")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let show: serde_json::Value = serde_json::from_str(&text(&arrears(
+        &s,
+        &[
+            "--policy",
+            p,
+            "show",
+            LOAN,
+            "--as-of",
+            "2024-02-10",
+            "--json",
+        ],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        (show["policy"].as_str(), show["stage"].as_str()),
+        (Some("strict-v2"), Some("written_notice"))
+    );
+    // The default policy names itself and uses SPEC §4's thresholds.
+    let show: serde_json::Value = serde_json::from_str(&text(&arrears(
+        &s,
+        &["show", LOAN, "--as-of", "2024-02-10", "--json"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        (show["policy"].as_str(), show["stage"].as_str()),
+        (Some("default-v1"), Some("phone"))
+    );
+    // The extension limit comes from the policy too: the second extension is refused.
+    let ext = |d: &str, n: &str| {
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"{d}","new_due_on":"{n}"}}"#
+        )
+    };
+    assert_eq!(
+        arrears(
+            &s,
+            &["--policy", p, "append"],
+            Some(&ext("2024-02-10", "2024-03-10"))
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let out = arrears(
+        &s,
+        &["--policy", p, "append"],
+        Some(&ext("2024-03-20", "2024-04-10")),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err(&out).contains("line 1: type: the loan already has 1 extensions; the policy allows 1"),
+        "{}",
+        err(&out)
+    );
+    // A malformed policy is rejected input.
+    std::fs::write(&policy, r#"{"name":"x"}"#).unwrap();
+    assert_eq!(
+        arrears(&s, &["--policy", p, "show", LOAN], None)
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn progress_bars_stay_out_of_pipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("db");
+    book(&s, 50, 4);
+    let out = arrears(&s, &["replay", "--as-of", "2024-06-29"], None);
+    let e = err(&out);
+    assert!(
+        !e.contains('\r') && !e.contains('\u{1b}'),
+        "terminal control characters in a pipe: {e:?}"
+    );
+    assert!(
+        e.starts_with("loans"),
+        "only the summary goes to stderr: {e}"
+    );
+}

@@ -187,3 +187,53 @@ mod tests {
         );
     }
 }
+
+/// serde adapters for compact binary encodings (snapshots): a `Decimal` as its 16-byte
+/// `serialize()` form and a date as days from 0001-01-01, but the ordinary strings in
+/// human-readable formats such as JSON.
+pub mod compact {
+    /// `#[serde(with = "arrears_core::money::compact::dec")]`
+    pub mod dec {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                s.collect_str(d)
+            } else {
+                d.serialize().serialize(s)
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+            if d.is_human_readable() {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            } else {
+                Ok(Decimal::deserialize(<[u8; 16]>::deserialize(d)?))
+            }
+        }
+    }
+
+    /// `#[serde(with = "arrears_core::money::compact::date")]`
+    pub mod date {
+        use chrono::{Datelike, NaiveDate};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                d.serialize(s)
+            } else {
+                d.num_days_from_ce().serialize(s)
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+            if d.is_human_readable() {
+                NaiveDate::deserialize(d)
+            } else {
+                let n = i32::deserialize(d)?;
+                NaiveDate::from_num_days_from_ce_opt(n)
+                    .ok_or_else(|| serde::de::Error::custom("day number out of range"))
+            }
+        }
+    }
+}

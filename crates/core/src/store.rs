@@ -532,6 +532,14 @@ impl SledStore {
         Ok(*self.writer.lock().unwrap_or_else(|p| p.into_inner()) - 1)
     }
 
+    /// Every stored snapshot in `loan_id` order (one sequential scan).
+    pub fn snapshots(&self) -> impl Iterator<Item = Result<(Uuid, sled::IVec), StoreError>> + '_ {
+        self.tree.scan_prefix([b's']).map(|kv| {
+            let (k, v) = kv?;
+            Ok((uuid_at(&k[1..], "snapshot key")?, v))
+        })
+    }
+
     /// Flush everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;

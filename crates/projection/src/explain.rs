@@ -107,10 +107,10 @@ pub fn explain(loan: &Loan, as_of: Date) -> Explain {
                 installments: a
                     .installments
                     .iter()
-                    .map(|&(n, i, p)| PartView {
-                        installment: n,
-                        interest: i,
-                        principal: p,
+                    .map(|p| PartView {
+                        installment: p.n,
+                        interest: p.interest,
+                        principal: p.principal,
                     })
                     .collect(),
                 overpaid: a.overpaid,

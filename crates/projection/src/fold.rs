@@ -35,10 +35,13 @@ pub(crate) fn add_days(d: Date, n: u32) -> Date {
 /// next entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayState {
+    #[serde(with = "arrears_core::money::compact::date")]
     pub from: Date,
     /// The due date in force.
+    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
     /// Unpaid principal, plus unpaid interest when the loan compounds: what B counts.
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub base: Decimal,
     /// Anything unpaid at all (principal or interest), whatever `compound` says.
     pub unpaid: bool,
@@ -48,10 +51,15 @@ pub struct DayState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Installment {
     pub n: u32,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_principal: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_interest: Decimal,
     /// Replaced by a restructure while fully unpaid: no longer part of the schedule.
     pub removed: bool,
@@ -112,9 +120,13 @@ impl Installment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Penalty {
     /// Σ round(B(x) × rate) for x < `final_upto` (penalty days ≤ `final_upto`).
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub final_sum: Decimal,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub final_upto: Date,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived: Decimal,
 }
 
@@ -129,15 +141,29 @@ pub struct Stretch {
     pub subtotal: Decimal,
 }
 
+/// What one payment paid of one installment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub n: u32,
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub interest: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub principal: Decimal,
+}
+
 /// How one payment was allocated (SPEC §3), for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {
     pub seq: u64,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub on: Date,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub amount: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty: Decimal,
-    /// (installment, interest, principal) in the order paid.
-    pub installments: Vec<(u32, Decimal, Decimal)>,
+    /// What went to each installment, in the order paid.
+    pub installments: Vec<Part>,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
 }
 
@@ -146,6 +172,7 @@ pub struct Allocation {
 pub struct MissRecord {
     pub installment: u32,
     pub due_on: Option<Date>,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub observed_on: Date,
 }
 
@@ -153,9 +180,12 @@ pub struct MissRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionRecord {
     pub seq: u64,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub agreed_on: Date,
     pub stage_before: Stage,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_penalty: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
 }
 
@@ -163,15 +193,20 @@ pub struct ExtensionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loan {
     pub loan_id: Uuid,
+    #[serde(with = "arrears_core::money::compact::date")]
     pub disbursed_on: Date,
     pub currency: String,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
     pub grace_days: u32,
     pub compound: bool,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty_rate_daily: Decimal,
     pub installments: Vec<Installment>,
     pub penalty: Penalty,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
     pub extensions: Vec<ExtensionRecord>,
     pub misses: Vec<MissRecord>,
@@ -433,7 +468,11 @@ impl Loan {
             inst.paid_principal += to_principal;
             left -= to_principal;
             if !to_interest.is_zero() || !to_principal.is_zero() {
-                parts.push((inst.n, to_interest, to_principal));
+                parts.push(Part {
+                    n: inst.n,
+                    interest: to_interest,
+                    principal: to_principal,
+                });
                 inst.record(day, self.compound);
             }
         }
