@@ -75,12 +75,18 @@ fn append_single(c: &mut Criterion) {
     let lines = book_lines(2_000, 2);
     let events = book_events(&lines);
     let ledger = fill(dir.path(), &events, BATCH);
-    let loan = events[0].loan_id;
-    let mut day = 0u64;
+    // One payment at a time, rotating over the book's loans, as a servicer's online writes do.
+    let loans: Vec<_> = {
+        let mut v: Vec<_> = events.iter().map(|e| e.loan_id).collect();
+        v.dedup();
+        v
+    };
+    let mut k = 0usize;
     let mut payment = move || {
-        day += 1;
+        k += 1;
+        let loan = loans[k % loans.len()];
         let line = format!(
-            r#"{{"loan_id":"{loan}","type":"payment","on":"2024-12-31","amount":"0.01","reference":"r{day}"}}"#
+            r#"{{"loan_id":"{loan}","type":"payment","on":"2024-12-31","amount":"0.01","reference":"r{k}"}}"#
         );
         arrears_cli::ledger::parse_line(&line, 1, &arrears_core::Policy::default()).unwrap()
     };

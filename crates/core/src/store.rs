@@ -24,6 +24,9 @@ use crate::chain::{compute_hash, GENESIS};
 use crate::event::{Event, NewEvent, Timestamp};
 use crate::parse::parse_stored;
 
+/// sled's page cache, in MiB, unless `ARREARS_CACHE_MB` says otherwise.
+pub const DEFAULT_CACHE_MB: u64 = 256;
+
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 const TREE: &str = "arrears";
@@ -349,15 +352,25 @@ impl SledStore {
                 });
             }
         }
-        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                StoreError::Locked { path: path.clone() }
-            }
-            _ => StoreError::Io(e),
-        })?;
+        // sled's page cache defaults to 1 GiB; a streamed replay gains little from a large
+        // cache, so keep the process small. ARREARS_CACHE_MB overrides it.
+        let cache_mb: u64 = std::env::var("ARREARS_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_CACHE_MB);
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb * 1024 * 1024)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked { path: path.clone() }
+                }
+                _ => StoreError::Io(e),
+            })?;
         let tree = db.open_tree(TREE)?;
         let fmt_key = key(b'm', &[b"format"]);
         match tree.get(&fmt_key)? {
