@@ -776,27 +776,16 @@ impl EventStore for SledStore {
         &self,
         f: &mut dyn FnMut(Uuid, Vec<Event>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut current: Option<Uuid> = None;
-        let mut events = Vec::new();
-        for kv in self.tree.scan_prefix([b'e']) {
-            let (k, v) = kv?;
-            if k.len() != 25 {
-                return Err(corrupt("event key", "is not 25 bytes"));
+        self.for_each_stream_raw(&mut |loan, chunks| {
+            let mut events = Vec::with_capacity(chunks.len() * 4);
+            for c in &chunks {
+                events.extend(decode_chunk(
+                    c,
+                    &format!("loan {loan} seq {}", events.len() + 1),
+                )?);
             }
-            let loan = uuid_at(&k[1..17], "event key")?;
-            let seq = u64_at(&k[17..], "event key")?;
-            if current != Some(loan) {
-                if let Some(prev) = current.take() {
-                    f(prev, std::mem::take(&mut events))?;
-                }
-                current = Some(loan);
-            }
-            events.extend(decode_chunk(&v, &format!("loan {loan} seq {seq}"))?);
-        }
-        if let Some(prev) = current {
-            f(prev, events)?;
-        }
-        Ok(())
+            f(loan, events)
+        })
     }
 
     fn snapshot(&self, loan: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
