@@ -125,7 +125,10 @@ pub mod amount_str {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::fmt_amount(*d))
+        // Formatted straight into the output: no intermediate String per amount.
+        let mut d = *d;
+        d.rescale(2);
+        s.collect_str(&d)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;

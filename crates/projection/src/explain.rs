@@ -2,19 +2,14 @@
 //! re-add every cent by hand (Σ stretch subtotals = `penalty_accrued`).
 
 use rust_decimal::Decimal;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use uuid::Uuid;
 
 use arrears_core::event::Date;
 
 use crate::fold::{Loan, Stretch};
 
-fn amt<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    // Formatted straight into the output: no intermediate String per amount.
-    let mut d = *d;
-    d.rescale(2);
-    s.collect_str(&d)
-}
+use arrears_core::money::amount_str::serialize as amt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StretchView {

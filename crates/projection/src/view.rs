@@ -10,12 +10,7 @@ use arrears_core::Policy;
 use crate::fold::{add_days, Loan};
 use crate::stage::{self, Stage, StageInput};
 
-fn amt<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    // Formatted straight into the output: no intermediate String per amount.
-    let mut d = *d;
-    d.rescale(2);
-    s.collect_str(&d)
-}
+use arrears_core::money::amount_str::serialize as amt;
 
 fn ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
