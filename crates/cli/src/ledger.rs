@@ -119,9 +119,19 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Open the store at `dir`, creating it when absent (for commands that write events).
     pub fn open(dir: &std::path::Path, policy: Policy) -> Result<Ledger, Failure> {
         Ok(Ledger {
             store: SledStore::open(dir)?,
+            policy,
+        })
+    }
+
+    /// Open an existing store; a path with no store is an error (read-only commands never
+    /// create one).
+    pub fn open_existing(dir: &std::path::Path, policy: Policy) -> Result<Ledger, Failure> {
+        Ok(Ledger {
+            store: SledStore::open_existing(dir)?,
             policy,
         })
     }

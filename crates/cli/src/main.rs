@@ -237,10 +237,11 @@ fn load_policy(path: Option<&PathBuf>) -> Result<Policy, Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let policy = load_policy(cli.policy.as_ref())?;
-    let open = || Ledger::open(&cli.store, policy.clone());
+    let create = || Ledger::open(&cli.store, policy.clone());
+    let open = || Ledger::open_existing(&cli.store, policy.clone());
     match cli.cmd {
         Cmd::Append { file, batch, quiet } => {
-            let ledger = open()?;
+            let ledger = create()?;
             let input: Box<dyn BufRead> = match file.as_ref().filter(|p| p.as_os_str() != "-") {
                 Some(p) => Box::new(BufReader::new(
                     File::open(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?,
@@ -273,12 +274,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             known_at,
             json,
         } => {
-            let ledger = open()?;
-            let p = ledger.show(
+            let (loan, as_of, known_at) = (
                 loan_arg(&loan)?,
                 date_arg("as-of", as_of.as_deref())?,
                 known_at_arg(known_at.as_deref())?,
-            )?;
+            );
+            let p = open()?.show(loan, as_of, known_at)?;
             if json {
                 println!("{}", p.to_json());
             } else {
@@ -291,12 +292,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             known_at,
             json,
         } => {
-            let ledger = open()?;
-            let e = ledger.explain(
+            let (loan, as_of, known_at) = (
                 loan_arg(&loan)?,
                 date_arg("as-of", as_of.as_deref())?,
                 known_at_arg(known_at.as_deref())?,
-            )?;
+            );
+            let e = open()?.explain(loan, as_of, known_at)?;
             if json {
                 println!(
                     "{}",
@@ -415,7 +416,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             csv.flush()?;
         }
         Cmd::Demo { loans, seed } => {
-            let ledger = open()?;
+            let ledger = create()?;
             let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid");
             let cfg = GenConfig {
                 loans,

@@ -425,6 +425,34 @@ fn bad_arguments_and_unknown_loans_exit_2() {
             .code(),
         Some(2)
     );
+    // No store at the path: read-only commands never create one (exit 1, the path named).
+    for args in [
+        &["show", LOAN][..],
+        &["explain", LOAN],
+        &["replay"],
+        &["sweep", "--as-of", "2024-06-29"],
+        &["verify"],
+        &["digest"],
+        &["export"],
+    ] {
+        let o = arrears(&s, args, None);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            err(&o).contains(&format!(
+                "no arrears store at {} (append creates one)",
+                s.display()
+            )),
+            "{args:?}: {}",
+            err(&o)
+        );
+        assert!(!s.exists(), "{args:?} created a store");
+    }
+    // An unknown loan in an existing store: rejected input.
+    arrears(
+        &s,
+        &["append", "--quiet"],
+        Some(&disbursed("0f000000-0000-4000-8000-000000000002")),
+    );
     let o = arrears(&s, &["show", LOAN], None);
     assert_eq!(o.status.code(), Some(2));
     // A directory that is not a store: exit 1 with a clear message.

@@ -38,6 +38,10 @@ const EVENT_ENCODING_BINARY: u8 = 2;
 /// Failures of the storage layer itself (never a business rule).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("no arrears store at {path} (append creates one)")]
+    NoStore { path: String },
+    #[error("no arrears store at {path}: it was left half-made by an interrupted first append and holds no events (`arrears --store {path} append` finishes it)")]
+    HalfMade { path: String },
     #[error("the store at {path} is in use by another process (sled holds an exclusive lock)")]
     Locked { path: String },
     #[error("{path} is not an arrears store ({why})")]
@@ -46,6 +50,8 @@ pub enum StoreError {
     FormatTooNew { path: String, found: u32 },
     #[error("storage I/O: {0}")]
     Io(#[from] sled::Error),
+    #[error("{path}: {why}")]
+    Path { path: String, why: String },
     #[error("corrupt store at {at}: {why}")]
     Corrupt { at: String, why: String },
 }
@@ -319,6 +325,151 @@ fn decode_head(b: &[u8], at: &str) -> Result<Head, StoreError> {
     })
 }
 
+/// What a store path holds.
+enum OnDisk {
+    Absent,
+    /// sled's files without its `conf` (sled writes `blobs/`, then `conf`, then `db`; arrears
+    /// writes nothing before sled's open returns), or an empty directory: no event can be in it.
+    HalfMade,
+    Store,
+}
+
+/// The names sled 0.34 creates in a database directory.
+fn is_sled_file(name: &str) -> bool {
+    matches!(name, "blobs" | "db" | "conf") || name.starts_with("snap.")
+}
+
+fn io_at(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Path {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    }
+}
+
+fn inspect(dir: &Path) -> Result<OnDisk, StoreError> {
+    let path = dir.display().to_string();
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
+        Err(e) => return Err(io_at(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(StoreError::NotAStore {
+            path,
+            why: "it is not a directory".into(),
+        });
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_at(dir, e))? {
+        let entry = entry.map_err(|e| io_at(dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    if names.is_empty() {
+        // An empty directory (made by hand, or by a crash of an older version right after
+        // `mkdir`): creating the store replaces it.
+        return Ok(OnDisk::Absent);
+    }
+    if names.iter().any(|n| n == "conf") {
+        return Ok(OnDisk::Store);
+    }
+    if names.iter().all(|n| is_sled_file(n)) {
+        return Ok(OnDisk::HalfMade);
+    }
+    Err(StoreError::NotAStore {
+        path,
+        why: "the directory has other files and no sled database".into(),
+    })
+}
+
+/// Remove what an interrupted creation by an older version left: only sled's own files, and
+/// only when `conf` is absent (checked again here).
+fn remove_half_made(dir: &Path) -> Result<(), StoreError> {
+    if dir.join("conf").exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| io_at(dir, e))? {
+        let entry = entry.map_err(|e| io_at(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(is_sled_file(&name), "only sled's files are removed");
+        let p = entry.path();
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|e| io_at(&p, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_at(dir, e))
+}
+
+/// Build a new, empty store in a temporary sibling of `dir`, make it durable, and rename it into
+/// place. The rename is atomic: `dir` is never seen half-made. A leftover sibling of a killed
+/// creator is removed by the next creator (its pid is gone).
+fn create(dir: &Path) -> Result<(), StoreError> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = dir
+        .file_name()
+        .ok_or_else(|| StoreError::NotAStore {
+            path: dir.display().to_string(),
+            why: "the path has no final component".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    if !parent.is_dir() {
+        return Err(StoreError::Path {
+            path: dir.display().to_string(),
+            why: format!("the parent directory {} does not exist", parent.display()),
+        });
+    }
+    let prefix = format!(".{name}.creating.");
+    // Leftovers of creators that were killed (their process is gone).
+    if let Ok(entries) = std::fs::read_dir(&parent) {
+        for entry in entries.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = n.strip_prefix(&prefix) {
+                let alive = pid
+                    .parse::<u32>()
+                    .map(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                    .unwrap_or(false);
+                if !alive {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    let tmp = parent.join(format!("{prefix}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    {
+        let db = sled::Config::new().path(&tmp).open()?;
+        let tree = db.open_tree(TREE)?;
+        tree.insert(key(b'm', &[b"format"]), &FORMAT_VERSION.to_be_bytes())?;
+        db.flush()?;
+    }
+    sync_dir(&tmp)?;
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => {}
+        // Another process created the store first (rename onto a non-empty directory fails):
+        // use theirs.
+        Err(_) if dir.join("conf").exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io_at(dir, e));
+        }
+    }
+    sync_dir(&parent)
+}
+
 /// Per-loan working state during one append.
 struct LoanWork {
     head_seq: u64,
@@ -331,27 +482,34 @@ struct LoanWork {
 }
 
 impl SledStore {
-    /// Open (or create) the store in `dir`.
+    /// Open the store in `dir`, creating it when absent. Creation is crash-safe: the store is
+    /// built in a temporary sibling and renamed into place, so `dir` is either absent or a
+    /// complete, openable store whatever moment a crash hits. A directory left half-made by an
+    /// older version (sled's files without its `conf`, so no event can be in it) is finished.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let path = dir.display().to_string();
-        if dir.exists() {
-            if !dir.is_dir() {
-                return Err(StoreError::NotAStore {
-                    path,
-                    why: "it is not a directory".into(),
-                });
+        match inspect(dir)? {
+            OnDisk::Absent => create(dir)?,
+            OnDisk::HalfMade => {
+                remove_half_made(dir)?;
+                create(dir)?;
             }
-            let non_empty = std::fs::read_dir(dir)
-                .map_err(|e| StoreError::Io(sled::Error::Io(e)))?
-                .next()
-                .is_some();
-            if non_empty && !dir.join("conf").exists() {
-                return Err(StoreError::NotAStore {
-                    path,
-                    why: "the directory has files but no sled database".into(),
-                });
-            }
+            OnDisk::Store => {}
         }
+        Self::open_dir(dir)
+    }
+
+    /// Open the store in `dir`, which must exist: read-only commands never create a store.
+    pub fn open_existing(dir: &Path) -> Result<SledStore, StoreError> {
+        let path = dir.display().to_string();
+        match inspect(dir)? {
+            OnDisk::Absent => Err(StoreError::NoStore { path }),
+            OnDisk::HalfMade => Err(StoreError::HalfMade { path }),
+            OnDisk::Store => Self::open_dir(dir),
+        }
+    }
+
+    fn open_dir(dir: &Path) -> Result<SledStore, StoreError> {
+        let path = dir.display().to_string();
         // sled's page cache defaults to 1 GiB; a streamed replay gains little from a large
         // cache, so keep the process small. ARREARS_CACHE_MB overrides it.
         let cache_mb: u64 = std::env::var("ARREARS_CACHE_MB")
