@@ -14,7 +14,7 @@ fn accrual(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = fill(dir.path(), &book_events(&lines), 10);
     let loan = lines[0][12..48].parse().unwrap();
-    let events = arrears_core::store::EventStore::stream(&ledger.store, loan, None).unwrap();
+    let events = ledger.store().stream(loan, None).unwrap();
     let policy = Policy::default();
     let d10 = NaiveDate::from_ymd_opt(2024, 2, 10).unwrap();
     let d3650 = NaiveDate::from_ymd_opt(2034, 1, 28).unwrap();

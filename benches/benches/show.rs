@@ -22,7 +22,7 @@ fn show(c: &mut Criterion) {
             let day = start + chrono::Days::new(k * 2);
             lines.push(format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"{day}","amount":"30.00","reference":"r{k}"}}"#));
         }
-        let ledger = Ledger::open(&store, Policy::default()).unwrap();
+        let ledger = Ledger::open_sled(&store, Policy::default()).unwrap();
         for e in book_events(&lines) {
             ledger.append(vec![e], now()).unwrap();
         }
@@ -31,7 +31,7 @@ fn show(c: &mut Criterion) {
     let loan = LOAN.parse().unwrap();
     c.bench_function("show_one/200_events_cold_open_to_json", |b| {
         b.iter(|| {
-            let ledger = Ledger::open(&store, Policy::default()).unwrap();
+            let ledger = Ledger::open_sled(&store, Policy::default()).unwrap();
             let p = ledger.show(loan, as_of, None).unwrap();
             assert_eq!(p.version, 200);
             p.to_json()

@@ -70,7 +70,7 @@ pub fn now() -> chrono::DateTime<Utc> {
 
 /// A store at `dir` holding the book, appended in batches of `batch` events.
 pub fn fill(dir: &Path, events: &[NewEvent], batch: usize) -> Ledger {
-    let ledger = Ledger::open(dir, Policy::default()).unwrap();
+    let ledger = Ledger::open_sled(dir, Policy::default()).unwrap();
     for chunk in events.chunks(batch) {
         ledger.append(chunk.to_vec(), now()).unwrap();
     }

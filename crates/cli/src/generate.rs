@@ -14,9 +14,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use arrears_core::event::*;
+use arrears_core::gate::Gate;
 use arrears_core::money::round_cents;
 use arrears_core::schedule;
-use arrears_core::store::Gate;
 use arrears_core::Policy;
 use arrears_projection::{fold, project, DecideGate};
 

@@ -2,18 +2,24 @@
 //! gate. Everything the CLI does goes through here, so tests and benches drive the same code.
 
 use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, Missed, NewEvent, Timestamp};
-use arrears_core::store::{decode_chunk, Appended, EventStore, Head, SledStore};
+use arrears_core::parse::Invalid;
 use arrears_core::validate::validate;
-use arrears_core::{parse_event, AppendError, InputError, Policy, StoreError};
+use arrears_core::{parse_event, InputError, Policy};
+use arrears_projection::decide::Rejection;
 use arrears_projection::{replay, DecideGate, Projection, Snapshot};
+use arrears_store::{
+    AppendError, Appended, Backend, Broken, MemoryBackend, Mode, RawChunk, RawStream, SledBackend,
+    Store, StoreError,
+};
 
 /// A CLI-level failure with its exit code: 2 for rejected input, 1 for anything else.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +30,12 @@ pub enum Failure {
     /// Anything else (storage, I/O). Exit 1.
     #[error("{0}")]
     Other(String),
+    /// The reader of our output went away (`| head`): not an error worth a message. Exit 0.
+    #[error("broken pipe")]
+    BrokenPipe,
+    /// Stopped by SIGINT/SIGTERM at a batch boundary; the message says what is stored. Exit 130.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Failure {
@@ -31,6 +43,8 @@ impl Failure {
         match self {
             Failure::Input(_) => 2,
             Failure::Other(_) => 1,
+            Failure::BrokenPipe => 0,
+            Failure::Interrupted(_) => 130,
         }
     }
 }
@@ -43,27 +57,74 @@ impl From<StoreError> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
-        Failure::Other(format!("I/O: {e}"))
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Other(format!("I/O: {e}"))
+        }
+    }
+}
+
+/// The store the ledger runs on.
+pub type LedgerStore = Store<Box<dyn Backend>>;
+
+/// Where a store is: a sled directory, or `memory:` (a store that lives as long as the process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sled(std::path::PathBuf),
+    Memory,
+}
+
+impl Location {
+    pub fn parse(s: &str) -> Result<Location, Failure> {
+        if s == "memory:" {
+            return Ok(Location::Memory);
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Err(Failure::Other(
+                "--store: PostgreSQL stores are not supported by this build yet (see docs/storage.md)"
+                    .into(),
+            ));
+        }
+        Ok(Location::Sled(s.into()))
     }
 }
 
 /// Parse and validate one input line (1-based `line` for messages).
 pub fn parse_line(text: &str, line: usize, policy: &Policy) -> Result<NewEvent, Failure> {
     let wrap = |e: InputError| Failure::Input(format!("line {line}: {e}"));
-    let (mut ev, _) = parse_event(text).map_err(wrap)?;
+    // A UTF-8 byte-order mark (some editors write one) is not part of the first event.
+    let text = if line == 1 {
+        text.strip_prefix('\u{feff}').unwrap_or(text)
+    } else {
+        text
+    };
+    let (mut ev, _) = parse_event(text).map_err(|e| match &e.kind {
+        Invalid::Json(_) if !text.trim_end().ends_with('}') => Failure::Input(format!(
+            "line {line}: {e} (each event must be one JSON object on one line; pretty-printed JSON is not accepted)"
+        )),
+        _ => wrap(e),
+    })?;
     validate(&mut ev, policy).map_err(wrap)?;
     Ok(ev)
 }
 
 /// Map an append error to a CLI failure naming the input line; `lines[i]` is the line number of
 /// batch entry i.
-pub fn append_failure(e: AppendError, lines: &[usize]) -> Failure {
-    match e.index() {
-        Some(i) => Failure::Input(format!(
-            "line {}: {e}",
-            lines.get(i).copied().unwrap_or(i + 1)
+pub fn append_failure(e: AppendError<Rejection>, lines: &[usize], store: &str) -> Failure {
+    let line = |i: usize| lines.get(i).copied().unwrap_or(i + 1);
+    match &e {
+        AppendError::Rejected {
+            index,
+            reason: Rejection::NotDisbursed,
+        } => Failure::Input(format!(
+            "line {}: loan_id: the loan is not in the store at {store} (its `disbursed` event must come first)",
+            line(*index)
         )),
-        None => Failure::Other(e.to_string()),
+        _ => match e.index() {
+            Some(i) => Failure::Input(format!("line {}: {e}", line(i))),
+            None => Failure::Other(e.to_string()),
+        },
     }
 }
 
@@ -91,49 +152,90 @@ impl Summary {
 /// Receives each replayed loan, in `loan_id` order, with its JSON line when one was asked for.
 pub type Emit<'a> = &'a mut dyn FnMut(&Projection, Option<&str>) -> Result<(), Failure>;
 
-/// What one unit of replay work yields: the projection, its JSON line, the events read (0 when it
-/// came from a snapshot) and a refreshed snapshot to store.
-type Replayed = Option<(Projection, Option<String>, u64, Option<Vec<u8>>)>;
-
-/// A projection from events: the projection, the events read, a refreshed snapshot.
-type FromEvents = Option<(Projection, u64, Option<Vec<u8>>)>;
-
 /// One unit of replay work: a loan and its raw stored values, or its snapshot.
 enum Work {
-    Events(Uuid, Vec<sled::IVec>),
+    Events(Uuid, RawStream),
     /// A loan, its head seq and its stored snapshot bytes, if any: decoded and checked by the
     /// worker, which falls back to the events when the snapshot does not serve.
-    Snap(Uuid, u64, Option<sled::IVec>),
+    Snap(Uuid, u64, Option<RawChunk>),
 }
 
-/// A first problem `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broken {
-    pub at: String,
-    pub why: String,
+/// How `append` reads and commits its input.
+#[derive(Debug, Clone)]
+pub struct AppendOptions {
+    /// Commit every N events as its own atomic batch; None: the whole input is one batch.
+    pub batch: Option<usize>,
+    /// Skip this many input lines first (to resume an interrupted `--batch` run).
+    pub skip_lines: usize,
+    /// The store's clock for this run.
+    pub now: Timestamp,
+}
+
+/// The most events one atomic batch may hold: the bound that keeps `append` within its memory
+/// budget (docs/benchmarks.md measures the bytes per event). A larger input without `--batch`
+/// is refused before anything is written.
+pub const MAX_ATOMIC_EVENTS: usize = 50_000;
+
+/// Sees each committed batch of an append and its stored events, before the next is read.
+pub type OnBatch<'a> = &'a mut dyn FnMut(&BatchDone, &[Appended]) -> Result<(), Failure>;
+
+/// One committed batch of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchDone {
+    pub number: u64,
+    /// Input lines (1-based, inclusive) the batch covered.
+    pub first_line: usize,
+    pub last_line: usize,
+    pub new: u64,
+    pub existed: u64,
+}
+
+/// What an append did in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    pub batches: u64,
+    pub new: u64,
+    pub existed: u64,
+    /// Every input line up to this one (1-based) is stored; 0 when nothing was.
+    pub stored_through_line: usize,
+    /// Lines that held an event (not blank, not skipped).
+    pub events_read: u64,
 }
 
 pub struct Ledger {
-    pub store: SledStore,
+    store: LedgerStore,
     pub policy: Policy,
 }
 
 impl Ledger {
-    /// Open the store at `dir`, creating it when absent (for commands that write events).
-    pub fn open(dir: &std::path::Path, policy: Policy) -> Result<Ledger, Failure> {
-        Ok(Ledger {
-            store: SledStore::open(dir)?,
-            policy,
-        })
+    /// Open the store at `location`. `Mode::Create` creates a missing store (commands that write
+    /// events); `wait` is how long to wait for another process holding a sled store.
+    pub fn open(
+        location: &Location,
+        mode: Mode,
+        wait: Option<Duration>,
+        policy: Policy,
+    ) -> Result<Ledger, Failure> {
+        let backend: Box<dyn Backend> = match location {
+            Location::Sled(dir) => Box::new(SledBackend::open(dir, mode, wait)?),
+            Location::Memory => Box::new(MemoryBackend::new()),
+        };
+        Ok(Ledger::on(Store::new(backend), policy))
     }
 
-    /// Open an existing store; a path with no store is an error (read-only commands never
-    /// create one).
-    pub fn open_existing(dir: &std::path::Path, policy: Policy) -> Result<Ledger, Failure> {
-        Ok(Ledger {
-            store: SledStore::open_existing(dir)?,
-            policy,
-        })
+    /// Open (or create) the sled store in `dir`.
+    pub fn open_sled(dir: &Path, policy: Policy) -> Result<Ledger, Failure> {
+        Ledger::open(&Location::Sled(dir.into()), Mode::Create, None, policy)
+    }
+
+    /// A ledger over an already-open store.
+    pub fn on(store: LedgerStore, policy: Policy) -> Ledger {
+        Ledger { store, policy }
+    }
+
+    /// The store (for tests, benches and audits that need its raw reads).
+    pub fn store(&self) -> &LedgerStore {
+        &self.store
     }
 
     /// Append a batch atomically, with `decide` as the gate.
@@ -141,60 +243,129 @@ impl Ledger {
         &self,
         batch: Vec<NewEvent>,
         now: Timestamp,
-    ) -> Result<Vec<Appended>, AppendError> {
+    ) -> Result<Vec<Appended>, AppendError<Rejection>> {
         let mut gate = DecideGate::new(&self.policy);
         self.store.append(batch, &mut gate, now)
     }
 
-    /// Read JSON lines, validate them all, then append them as one atomic batch (or in atomic
-    /// batches of `batch_size` when given). `on_stored` sees each stored event.
+    /// Read JSON lines and append them: the whole input as one atomic batch (at most
+    /// [`MAX_ATOMIC_EVENTS`]), or with `batch` set, streaming, each N events an atomic batch.
+    /// `on_batch` sees each committed batch and its stored events (to acknowledge them) before
+    /// the next is read. When `stop` becomes true (SIGINT/SIGTERM) the append ends at the next
+    /// batch boundary with [`Failure::Interrupted`] saying what is stored and how to resume.
     pub fn append_reader(
         &self,
         input: impl BufRead,
-        now: Timestamp,
-        batch_size: Option<usize>,
-        progress: &dyn Fn(u64),
-        on_stored: &mut dyn FnMut(&Appended) -> Result<(), Failure>,
-    ) -> Result<u64, Failure> {
+        opts: &AppendOptions,
+        stop: &AtomicBool,
+        on_batch: OnBatch<'_>,
+    ) -> Result<AppendReport, Failure> {
+        let limit = opts.batch.unwrap_or(MAX_ATOMIC_EVENTS).max(1);
         let mut batch = Vec::new();
         let mut line_nos = Vec::new();
-        let mut stored = 0u64;
+        let mut report = AppendReport::default();
+        let mut first_line = opts.skip_lines + 1;
+        let mut last_line = opts.skip_lines;
+        let interrupted = |report: &AppendReport| {
+            let what = if report.stored_through_line == 0 {
+                "nothing of this input is stored".to_owned()
+            } else {
+                format!(
+                    "input lines 1–{} are stored; resume with --skip-lines {}",
+                    report.stored_through_line, report.stored_through_line
+                )
+            };
+            Failure::Interrupted(format!("interrupted: {what}"))
+        };
         for (i, line) in input.lines().enumerate() {
-            let line =
-                line.map_err(|e| Failure::Input(format!("line {}: not UTF-8 text ({e})", i + 1)))?;
+            let n = i + 1;
+            let line = line.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Failure::Input(format!("line {n}: not UTF-8 text"))
+                } else {
+                    Failure::Other(format!("reading line {n}: {e}"))
+                }
+            })?;
+            if n <= opts.skip_lines {
+                continue;
+            }
+            last_line = n;
+            if stop.load(Ordering::Relaxed) {
+                return Err(interrupted(&report));
+            }
             if line.trim().is_empty() {
                 continue;
             }
-            batch.push(parse_line(&line, i + 1, &self.policy)?);
-            line_nos.push(i + 1);
-            if batch_size.is_some_and(|n| batch.len() >= n) {
-                stored += self.flush_batch(&mut batch, &mut line_nos, now, on_stored)?;
-                progress(stored);
+            if batch.len() >= limit {
+                if opts.batch.is_none() {
+                    return Err(Failure::Input(format!(
+                        "line {n}: the input holds more than {MAX_ATOMIC_EVENTS} events, too many for one all-or-nothing batch within append's memory bound; nothing was written. Pass --batch N to commit every N events atomically (an interrupted run is resumed with --skip-lines)"
+                    )));
+                }
+                self.commit_batch(
+                    &mut batch,
+                    &mut line_nos,
+                    first_line,
+                    n - 1,
+                    opts.now,
+                    &mut report,
+                    on_batch,
+                )?;
+                first_line = n;
+                if stop.load(Ordering::Relaxed) {
+                    return Err(interrupted(&report));
+                }
             }
+            batch.push(parse_line(&line, n, &self.policy)?);
+            line_nos.push(n);
+            report.events_read += 1;
         }
-        stored += self.flush_batch(&mut batch, &mut line_nos, now, on_stored)?;
-        progress(stored);
-        Ok(stored)
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted(&report));
+        }
+        self.commit_batch(
+            &mut batch,
+            &mut line_nos,
+            first_line,
+            last_line,
+            opts.now,
+            &mut report,
+            on_batch,
+        )?;
+        Ok(report)
     }
 
-    fn flush_batch(
+    #[allow(clippy::too_many_arguments)]
+    fn commit_batch(
         &self,
         batch: &mut Vec<NewEvent>,
         line_nos: &mut Vec<usize>,
+        first_line: usize,
+        last_line: usize,
         now: Timestamp,
-        on_stored: &mut dyn FnMut(&Appended) -> Result<(), Failure>,
-    ) -> Result<u64, Failure> {
+        report: &mut AppendReport,
+        on_batch: OnBatch<'_>,
+    ) -> Result<(), Failure> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let out = self
             .append(std::mem::take(batch), now)
-            .map_err(|e| append_failure(e, line_nos))?;
+            .map_err(|e| append_failure(e, line_nos, &self.store.describe()))?;
         line_nos.clear();
-        for a in &out {
-            on_stored(a)?;
-        }
-        Ok(out.len() as u64)
+        let existed = out.iter().filter(|a| a.existed).count() as u64;
+        report.batches += 1;
+        report.new += out.len() as u64 - existed;
+        report.existed += existed;
+        report.stored_through_line = last_line;
+        let done = BatchDone {
+            number: report.batches,
+            first_line,
+            last_line,
+            new: out.len() as u64 - existed,
+            existed,
+        };
+        on_batch(&done, &out)
     }
 
     /// One loan's projection; `Input` error when the loan is unknown at that time.
@@ -221,6 +392,16 @@ impl Ledger {
         Ok(arrears_projection::explain::explain(&folded, as_of))
     }
 
+    /// The number of loans in the store.
+    pub fn loan_count(&self) -> Result<u64, Failure> {
+        Ok(self.store.heads()?.len() as u64)
+    }
+
+    /// The first loan id in the store, if any (for hints).
+    pub fn first_loan(&self) -> Result<Option<Uuid>, Failure> {
+        Ok(self.store.heads()?.first().map(|h| h.0))
+    }
+
     /// Replay every loan to `as_of`, calling `emit` with each projection (and its JSON line when
     /// `with_json`) in `loan_id` order. A reader thread scans the store while the current rayon
     /// pool folds, projects and serialises loans in chunks; the output order does not depend on
@@ -242,13 +423,13 @@ impl Ledger {
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
-                let push = |w: Work, chunk: &mut Vec<Work>| -> Result<(), StoreError> {
+                let mut push = |w: Work| -> Result<(), StoreError> {
                     chunk.push(w);
                     if chunk.len() >= CHUNK {
-                        let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                         // A closed channel means the consumer stopped on an error: stop too.
-                        tx.send(Ok(full)).map_err(|_| StoreError::Corrupt {
-                            at: "replay".into(),
+                        tx.send(Ok(full)).map_err(|_| StoreError::Io {
+                            store: "replay".into(),
                             why: "stopped".into(),
                         })?;
                     }
@@ -259,34 +440,26 @@ impl Ledger {
                         // Heads and snapshots are both in loan_id order: merge them in one pass
                         // each, with no per-loan lookups. Snapshots are decoded by the workers.
                         let heads = self.store.heads()?;
-                        let mut snaps = self.store.snapshots().peekable();
-                        for (loan, head) in heads {
-                            while let Some(Ok((l, _))) = snaps.peek() {
-                                if *l >= loan {
-                                    break;
-                                }
-                                snaps.next();
+                        let mut next = 0;
+                        self.store.for_each_snapshot(&mut |loan, snap| {
+                            while next < heads.len() && heads[next].0 < loan {
+                                push(Work::Snap(heads[next].0, heads[next].1.seq, None))?;
+                                next += 1;
                             }
-                            let snap = match snaps.peek() {
-                                Some(Ok((l, _))) if *l == loan => {
-                                    snaps.next().and_then(|r| r.ok()).map(|(_, v)| v)
-                                }
-                                Some(Err(_)) => {
-                                    return Err(snaps
-                                        .next()
-                                        .and_then(|r| r.err())
-                                        .expect("peeked an error"))
-                                }
-                                _ => None,
-                            };
-                            push(Work::Snap(loan, head.seq, snap), &mut chunk)?;
+                            if next < heads.len() && heads[next].0 == loan {
+                                push(Work::Snap(loan, heads[next].1.seq, Some(snap)))?;
+                                next += 1;
+                            }
+                            Ok(())
+                        })?;
+                        for (loan, head) in &heads[next..] {
+                            push(Work::Snap(*loan, head.seq, None))?;
                         }
                         Ok(())
                     })()
                 } else {
-                    self.store.for_each_stream_raw(&mut |loan, raw| {
-                        push(Work::Events(loan, raw), &mut chunk)
-                    })
+                    self.store
+                        .for_each_stream_raw(&mut |loan, raw| push(Work::Events(loan, raw)))
                 };
                 let _ = match scanned {
                     Ok(()) => tx.send(Ok(chunk)),
@@ -296,54 +469,65 @@ impl Ledger {
             let mut summary = Summary::default();
             for chunk in rx {
                 let chunk = chunk?;
-                let results: Vec<Result<Replayed, StoreError>> = chunk
-                    .into_par_iter()
-                    .map(|w| {
-                        let from_events =
-                            |loan: Uuid, raw: &[sled::IVec]| -> Result<FromEvents, StoreError> {
-                                let events = decode_all(loan, raw)?;
+                let results: Vec<Result<Option<Replayed>, StoreError>> =
+                    chunk
+                        .into_par_iter()
+                        .map(|w| {
+                            let from_events =
+                            |loan: Uuid, raw: &[RawChunk]| -> Result<Option<Replayed>, StoreError> {
+                                let events = self.store.decode(&loan, raw)?;
                                 let n = events.len() as u64;
-                                let Some(p) = replay(&events, as_of, known_at, policy) else {
+                                let Some(projection) = replay(&events, as_of, known_at, policy)
+                                else {
                                     return Ok(None);
                                 };
-                                let snap = incremental
+                                let snapshot = incremental
                                     .then(|| Snapshot::build(&events, policy).map(|s| s.encode()))
                                     .flatten();
-                                Ok(Some((p, n, snap)))
+                                Ok(Some(Replayed {
+                                    projection,
+                                    json: None,
+                                    events: n,
+                                    snapshot,
+                                }))
                             };
-                        let done = match w {
-                            Work::Snap(loan, seq, bytes) => {
-                                let snap = bytes
-                                    .and_then(|b| Snapshot::decode(&b))
-                                    .filter(|s| s.version() == seq && s.serves(as_of, policy));
-                                match snap {
-                                    Some(s) => Some((
-                                        arrears_projection::project(&s.loan, as_of, None, policy),
-                                        0,
-                                        None,
-                                    )),
-                                    None => from_events(loan, &self.store.raw_stream(loan)?)?,
+                            let done = match w {
+                                Work::Snap(loan, seq, bytes) => {
+                                    let snap = bytes
+                                        .and_then(|b| Snapshot::decode(&b))
+                                        .filter(|s| s.version() == seq && s.serves(as_of, policy));
+                                    match snap {
+                                        Some(s) => Some(Replayed {
+                                            projection: arrears_projection::project(
+                                                &s.loan, as_of, None, policy,
+                                            ),
+                                            json: None,
+                                            events: 0,
+                                            snapshot: None,
+                                        }),
+                                        None => from_events(loan, &self.store.raw_stream(loan)?)?,
+                                    }
                                 }
-                            }
-                            Work::Events(loan, raw) => from_events(loan, &raw)?,
-                        };
-                        let Some((p, n, snap)) = done else {
-                            return Ok(None);
-                        };
-                        let json = with_json.then(|| p.to_json());
-                        Ok(Some((p, json, n, snap)))
-                    })
-                    .collect();
+                                Work::Events(loan, raw) => from_events(loan, &raw)?,
+                            };
+                            Ok(done.map(|mut r| {
+                                if with_json {
+                                    r.json = Some(r.projection.to_json());
+                                }
+                                r
+                            }))
+                        })
+                        .collect();
                 let mut snaps = Vec::new();
                 for r in results {
-                    if let Some((p, json, n, snap)) = r? {
-                        if n == 0 {
+                    if let Some(r) = r? {
+                        if r.events == 0 {
                             summary.from_snapshots += 1;
                         }
-                        summary.add(&p, n);
-                        emit(&p, json.as_deref())?;
-                        if let Some(s) = snap {
-                            snaps.push((p.loan_id, s));
+                        summary.add(&r.projection, r.events);
+                        emit(&r.projection, r.json.as_deref())?;
+                        if let Some(s) = r.snapshot {
+                            snaps.push((r.projection.loan_id, s));
                         }
                     }
                 }
@@ -386,97 +570,45 @@ impl Ledger {
         })
     }
 
-    /// Re-check every hash chain, `seq` run and head; the first problem found, if any.
+    /// Re-check every hash chain, `seq` run, head and the global log; the first problem found.
     pub fn verify(&self) -> Result<Option<Broken>, Failure> {
-        let heads: std::collections::BTreeMap<Uuid, Head> =
-            self.store.heads()?.into_iter().collect();
-        let mut seen = 0usize;
-        let mut broken: Option<Broken> = None;
-        let mut events_total = 0u64;
-        self.store.for_each_stream_raw(&mut |loan, raw| {
-            if broken.is_some() {
-                return Ok(());
-            }
-            seen += 1;
-            let (b, n) = check_chain(loan, &raw, heads.get(&loan));
-            events_total += n;
-            broken = b;
-            Ok(())
-        })?;
-        if broken.is_none() && seen != heads.len() {
-            let missing = heads.keys().find(|l| {
-                self.store
-                    .raw_stream(**l)
-                    .map(|r| r.is_empty())
-                    .unwrap_or(true)
-            });
-            broken = Some(Broken {
-                at: missing.map_or_else(|| "heads".to_owned(), |l| format!("loan {l} seq 1")),
-                why: "a loan head exists but the loan has no events".into(),
-            });
-        }
-        if broken.is_none() {
-            let mut logged = 0u64;
-            self.store.visit_log(1, &mut |_| {
-                logged += 1;
-                true
-            })?;
-            if logged != events_total {
-                broken = Some(Broken {
-                    at: "global log".into(),
-                    why: format!("{logged} log entries for {events_total} events"),
-                });
-            }
-        }
-        Ok(broken)
+        Ok(self.store.verify()?)
     }
 
-    /// The root hash over every loan's chain head: `POSITION-HEX`, where POSITION is the last
-    /// global log position it covers. An auditor keeps it outside the system.
+    /// The root hash over every loan's chain head: `POSITION-HEX`.
     pub fn digest(&self) -> Result<String, Failure> {
-        let position = self.store.log_len()?;
-        let mut h = Sha256::new();
-        for (loan, head) in self.store.heads()? {
-            h.update(loan.as_bytes());
-            h.update(head.seq.to_be_bytes());
-            h.update(head.hash);
-        }
-        Ok(format!("{position}-{}", hex::encode(h.finalize())))
+        Ok(self.store.digest()?)
     }
 
-    /// Whether the store still extends the state a digest was taken of: every loan's event at
-    /// the seq it had at that log position still carries the hash the digest covered.
+    /// Whether the store still extends the state a digest (`POSITION-HEX`) was taken of.
     pub fn check_digest(&self, digest: &str) -> Result<Result<(), String>, Failure> {
         let (pos, want) = digest
             .split_once('-')
             .and_then(|(p, h)| Some((p.parse::<u64>().ok()?, h)))
-            .ok_or_else(|| Failure::Input(format!("--digest: `{digest}` is not POSITION-HEX")))?;
-        let mut seqs: std::collections::BTreeMap<Uuid, u64> = std::collections::BTreeMap::new();
-        self.store.visit_log(1, &mut |e| {
-            if e.position > pos {
-                return false;
-            }
-            let s = seqs.entry(e.loan_id).or_default();
-            *s = (*s).max(e.seq);
-            true
-        })?;
-        let mut h = Sha256::new();
-        for (loan, seq) in &seqs {
-            let Some(ev) = self.store.event_at(loan, *seq)? else {
-                return Ok(Err(format!("loan {loan} seq {seq} is gone")));
-            };
-            h.update(loan.as_bytes());
-            h.update(seq.to_be_bytes());
-            h.update(ev.hash.0);
-        }
-        if hex::encode(h.finalize()) == want {
-            Ok(Ok(()))
-        } else {
-            Ok(Err(format!(
-                "the chain heads at log position {pos} do not hash to the digest"
-            )))
-        }
+            .filter(|(_, h)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                Failure::Input(format!(
+                    "--digest: `{digest}` is not POSITION-HEX (as `arrears digest` prints it)"
+                ))
+            })?;
+        Ok(self.store.check_digest(pos, &want.to_ascii_lowercase())?)
     }
+
+    /// One loan's stored events (all of them, or those recorded by `known_at`).
+    pub fn events(&self, loan: Uuid, known_at: Option<Timestamp>) -> Result<Vec<Event>, Failure> {
+        Ok(self.store.stream(loan, known_at)?)
+    }
+}
+
+/// What one unit of replay work yields.
+struct Replayed {
+    projection: Projection,
+    /// Its §7 JSON line, when asked for.
+    json: Option<String>,
+    /// Events read (0 when it came from a snapshot).
+    events: u64,
+    /// A refreshed snapshot to store.
+    snapshot: Option<Vec<u8>>,
 }
 
 fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure {
@@ -490,74 +622,4 @@ fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure
     Failure::Input(format!(
         "loan {loan} is unknown {when} (no disbursement counts)"
     ))
-}
-
-fn decode_all(loan: Uuid, raw: &[sled::IVec]) -> Result<Vec<Event>, StoreError> {
-    let mut out = Vec::with_capacity(raw.len() * 4);
-    for (i, b) in raw.iter().enumerate() {
-        out.extend(decode_chunk(b, &format!("loan {loan} chunk {}", i + 1))?);
-    }
-    Ok(out)
-}
-
-/// Check one loan's raw stream: seq 1.. without gaps, each `prev_hash` the previous `hash`, each
-/// `hash` recomputed, the head matching the last event. Also returns the events counted.
-fn check_chain(loan: Uuid, raw: &[sled::IVec], head: Option<&Head>) -> (Option<Broken>, u64) {
-    let mut seq = 0u64;
-    (check_chain_inner(loan, raw, head, &mut seq), seq)
-}
-
-fn check_chain_inner(
-    loan: Uuid,
-    raw: &[sled::IVec],
-    head: Option<&Head>,
-    seq: &mut u64,
-) -> Option<Broken> {
-    let mut prev = GENESIS;
-    for bytes in raw {
-        let events = match decode_chunk(bytes, &format!("loan {loan} seq {}", *seq + 1)) {
-            Ok(evs) => evs,
-            Err(e) => {
-                return Some(Broken {
-                    at: format!("loan {loan} seq {}", *seq + 1),
-                    why: e.to_string(),
-                })
-            }
-        };
-        for ev in events {
-            *seq += 1;
-            let at = format!("loan {loan} seq {seq}");
-            if ev.loan_id != loan || ev.seq != *seq {
-                return Some(Broken {
-                    at,
-                    why: format!("expected loan {loan} seq {seq} but the stored event says loan {} seq {} (an event was removed, inserted or reordered)", ev.loan_id, ev.seq),
-                });
-            }
-            if ev.prev_hash != prev {
-                return Some(Broken {
-                    at,
-                    why: "prev_hash does not match the previous event's hash (an event was removed, inserted or reordered)".into(),
-                });
-            }
-            if compute_hash(&ev) != ev.hash {
-                return Some(Broken {
-                    at,
-                    why: "hash does not match the event's content (the event was edited)".into(),
-                });
-            }
-            prev = ev.hash;
-        }
-    }
-    let last = *seq;
-    match head {
-        None => Some(Broken {
-            at: format!("loan {loan}"),
-            why: "events without a head entry".into(),
-        }),
-        Some(h) if h.seq != last || h.hash != prev.0 => Some(Broken {
-            at: format!("loan {loan} seq {}", last.min(h.seq).max(1)),
-            why: format!("the loan's head says seq {} but the stream ends at seq {last} (events were removed or added)", h.seq),
-        }),
-        Some(_) => None,
-    }
 }

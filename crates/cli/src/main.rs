@@ -12,12 +12,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
 use arrears_cli::generate::{generate, GenConfig};
-use arrears_cli::ledger::{Failure, Ledger};
+use arrears_cli::ledger::{AppendOptions, Failure, Ledger, Location};
 use arrears_cli::render;
 use arrears_core::event::Timestamp;
 use arrears_core::parse::{parse_date, parse_timestamp};
-use arrears_core::store::EventStore;
 use arrears_core::Policy;
+use arrears_store::Mode;
 
 // The projection allocates many small, short-lived objects per loan; mimalloc handles that
 // pattern markedly better than glibc malloc (see docs/benchmarks.md).
@@ -42,14 +42,20 @@ Exit codes: 0 success, 2 rejected input (the message names the line or field), 1
 #[derive(Parser)]
 #[command(name = "arrears", version, about = ABOUT, after_help = AFTER)]
 struct Cli {
-    /// The store directory (a sled database).
+    /// The store: a directory holding the embedded sled database (created by the first
+    /// `append`), or `memory:` for a store that lives as long as the command.
     #[arg(
         long,
         global = true,
         env = "ARREARS_STORE",
-        default_value = "./arrears.db"
+        default_value = "./arrears.db",
+        value_name = "DIR"
     )]
-    store: PathBuf,
+    store: String,
+    /// When another process holds the store, wait up to this many seconds for it instead of
+    /// failing at once.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    wait: Option<f64>,
     /// A collection policy JSON file replacing the default `default-v1`
     /// (see docs/decisions.md for its fields).
     #[arg(long, global = true)]
@@ -76,14 +82,24 @@ enum Cmd {
     Append {
         /// The file to read; standard input when absent or `-`.
         file: Option<PathBuf>,
-        /// Commit every N events as its own atomic batch (bounded memory for huge inputs);
-        /// by default the whole input is one batch.
-        #[arg(long)]
+        /// Commit every N events as its own atomic batch, streaming (bounded memory for any
+        /// input size). The trade: a failure or interruption leaves the earlier batches stored;
+        /// the closing line says which input lines are, and `--skip-lines` resumes. By default
+        /// the whole input is one all-or-nothing batch (at most 50,000 events).
+        #[arg(long, value_name = "N")]
         batch: Option<usize>,
-        /// Do not print the stored events.
+        /// Skip the first N input lines (resume an interrupted `--batch` run).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        skip_lines: usize,
+        /// Print nothing on success (no stored events, no summary).
         #[arg(long)]
         quiet: bool,
     },
+    /// Convert a store written by an older arrears (on-disk format 1) to the current format.
+    ///
+    /// Ids, seqs, recorded_at, hashes and the global log are kept, so `digest` is the same
+    /// before and after. The original is renamed to DIR.format1 and kept until you remove it.
+    Upgrade,
     /// One loan on a day: balances, penalty, DPD, stage (a table; `--json` for the exact object).
     ///
     /// Example: arrears show 6f1c2a0e-… --as-of 2024-02-10 --known-at 2024-02-11T00:00:00Z
@@ -235,38 +251,121 @@ fn load_policy(path: Option<&PathBuf>) -> Result<Policy, Failure> {
     }
 }
 
+/// SIGINT and SIGTERM set this flag (a second signal exits at once with 130); `append` stops
+/// at the next batch boundary.
+fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
+            .map_err(|e| Failure::Other(format!("installing the signal handler: {e}")))?;
+    }
+    Ok(flag)
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let policy = load_policy(cli.policy.as_ref())?;
-    let create = || Ledger::open(&cli.store, policy.clone());
-    let open = || Ledger::open_existing(&cli.store, policy.clone());
+    let location = Location::parse(&cli.store)?;
+    let wait = cli
+        .wait
+        .map(|s| {
+            std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| Failure::Input(format!("--wait: `{s}` is not a number of seconds")))
+        })
+        .transpose()?;
+    let create = || Ledger::open(&location, Mode::Create, wait, policy.clone());
+    let open = || Ledger::open(&location, Mode::Existing, wait, policy.clone());
     match cli.cmd {
-        Cmd::Append { file, batch, quiet } => {
+        Cmd::Append {
+            file,
+            batch,
+            skip_lines,
+            quiet,
+        } => {
+            if batch == Some(0) {
+                return Err(Failure::Input("--batch: must be at least 1".into()));
+            }
+            let (input, name): (Box<dyn BufRead>, String) =
+                match file.as_ref().filter(|p| p.as_os_str() != "-") {
+                    Some(p) => {
+                        if p.is_dir() {
+                            return Err(Failure::Other(format!(
+                                "{}: is a directory, not a file of events",
+                                p.display()
+                            )));
+                        }
+                        let f = File::open(p)
+                            .map_err(|e| Failure::Other(format!("{}: {e}", p.display())))?;
+                        (Box::new(BufReader::new(f)), p.display().to_string())
+                    }
+                    None => (
+                        Box::new(BufReader::new(io::stdin().lock())),
+                        "standard input".into(),
+                    ),
+                };
+            let stop = stop_flag()?;
             let ledger = create()?;
-            let input: Box<dyn BufRead> = match file.as_ref().filter(|p| p.as_os_str() != "-") {
-                Some(p) => Box::new(BufReader::new(
-                    File::open(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?,
-                )),
-                None => Box::new(BufReader::new(io::stdin().lock())),
-            };
             let pb = bar(None, "appended");
             let mut out = writer(None)?;
-            let n = ledger.append_reader(
-                input,
-                Utc::now(),
+            let opts = AppendOptions {
                 batch,
-                &|n| pb.set_position(n),
-                &mut |a| {
-                    if !quiet {
+                skip_lines,
+                now: Utc::now(),
+            };
+            let streaming = batch.is_some();
+            let result = ledger.append_reader(input, &opts, &stop, &mut |done, stored| {
+                if !quiet {
+                    for a in stored {
                         writeln!(out, "{}", a.event.to_json())?;
                     }
-                    Ok(())
-                },
-            )?;
-            out.flush()?;
+                    // Acknowledge each committed batch before reading the next.
+                    out.flush()?;
+                    if streaming {
+                        pb.suspend(|| {
+                            eprintln!(
+                                "batch {}: lines {}–{} stored ({} new, {} already stored)",
+                                done.number,
+                                done.first_line,
+                                done.last_line,
+                                done.new,
+                                done.existed
+                            )
+                        });
+                    }
+                }
+                pb.set_position(pb.position() + done.new + done.existed);
+                Ok(())
+            });
             pb.finish_and_clear();
-            if quiet {
-                eprintln!("stored {n} events");
+            let report = result?;
+            out.flush()?;
+            if report.events_read == 0 {
+                return Err(Failure::Input(format!("no events in {name}")));
             }
+            if !quiet {
+                eprintln!(
+                    "stored {} events ({} new, {} already stored)",
+                    report.new + report.existed,
+                    report.new,
+                    report.existed
+                );
+            }
+        }
+        Cmd::Upgrade => {
+            let Location::Sled(dir) = &location else {
+                return Err(Failure::Input(
+                    "upgrade: only a sled directory has an on-disk format".into(),
+                ));
+            };
+            let done = arrears_store::sled_backend::upgrade(dir)?;
+            println!(
+                "upgraded {}: {} loans, {} events; the original is kept at {}",
+                dir.display(),
+                done.loans,
+                done.events,
+                done.kept.display()
+            );
         }
         Cmd::Show {
             loan,
@@ -322,7 +421,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .build()
                 .map_err(|e| Failure::Other(e.to_string()))?;
             let started = Instant::now();
-            let pb = bar(Some(ledger.store.heads()?.len() as u64), "loans");
+            let pb = bar(Some(ledger.loan_count()?), "loans");
             let mut w = writer(out.as_ref())?;
             let summary = pool.install(|| {
                 ledger.replay_all(
@@ -351,7 +450,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 writeln!(out, "{}", a.event.to_json())?;
             }
             out.flush()?;
-            eprintln!("sweep {as_of}: recorded {} misses", stored.len());
+            eprintln!(
+                "sweep {as_of}: recorded {} {}",
+                stored.len(),
+                if stored.len() == 1 { "miss" } else { "misses" }
+            );
         }
         Cmd::Verify { digest } => {
             let ledger = open()?;
@@ -427,7 +530,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let as_of = start + chrono::Days::new(cfg.days as u64);
             eprintln!(
                 "demo: generating {loans} loans (seed {seed}) into {}",
-                cli.store.display()
+                cli.store
             );
             let t0 = Instant::now();
             let mut book = Vec::new();
@@ -440,25 +543,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             pb.finish_and_clear();
             let t1 = Instant::now();
             let pb = bar(None, "appended");
-            let mut fresh = 0u64;
-            let n = ledger.append_reader(
-                &book[..],
-                Utc::now(),
-                Some(100_000),
-                &|n| pb.set_position(n),
-                &mut |a| {
-                    fresh += u64::from(!a.existed);
-                    Ok(())
-                },
-            )?;
+            let opts = AppendOptions {
+                batch: Some(20_000),
+                skip_lines: 0,
+                now: Utc::now(),
+            };
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let report = ledger.append_reader(&book[..], &opts, &never, &mut |d, _| {
+                pb.set_position(pb.position() + d.new + d.existed);
+                Ok(())
+            })?;
             pb.finish_and_clear();
             let t2 = Instant::now();
             eprintln!(
-                "generated {n} events in {:.2}s; appended durably in {:.2}s ({} new, {} already stored)",
+                "generated {} events in {:.2}s; appended durably in {:.2}s ({} new, {} already stored)",
+                report.events_read,
                 (t1 - t0).as_secs_f64(),
                 (t2 - t1).as_secs_f64(),
-                fresh,
-                n - fresh
+                report.new,
+                report.existed
             );
             let pb = bar(Some(loans), "replayed");
             let summary = ledger.replay_all(
@@ -475,10 +578,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!(
                 "\ntry: arrears show {} --as-of {as_of}",
                 ledger
-                    .store
-                    .heads()?
-                    .first()
-                    .map(|h| h.0.to_string())
+                    .first_loan()?
+                    .map(|l| l.to_string())
                     .unwrap_or_default()
             );
         }
@@ -490,10 +591,9 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // A closed pipe (e.g. `| head`) is not an error worth a message.
-        if matches!(&e, Failure::Other(m) if m.contains("Broken pipe")) {
-            std::process::exit(0);
+        if !matches!(e, Failure::BrokenPipe) {
+            eprintln!("arrears: {e}");
         }
-        eprintln!("arrears: {e}");
         std::process::exit(e.exit_code());
     }
 }

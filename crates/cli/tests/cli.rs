@@ -240,9 +240,9 @@ fn verify_and_digest_catch_tampering() {
         let tree = db.open_tree("arrears").unwrap();
         // Edit the fourth stored event: move its recorded_at by a second, keep its old hash.
         let (k, v) = tree.scan_prefix([b'e']).nth(3).unwrap().unwrap();
-        let mut events = arrears_core::store::decode_chunk(&v, "test").unwrap();
+        let mut events = arrears_store::chunk::decode(&v).unwrap();
         events[0].recorded_at += chrono::Duration::seconds(1);
-        let bytes = arrears_core::store::encode_chunk(&events);
+        let bytes = arrears_store::chunk::encode(&events);
         tree.insert(&k, bytes).unwrap();
         db.flush().unwrap();
         (

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrears_core::store::{EventStore, SledStore};
+use arrears_store::{Mode, SledBackend, Store};
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
@@ -76,7 +76,7 @@ fn verify(store: &Path) {
 
 /// Events stored per loan.
 fn counts(store: &Path) -> BTreeMap<uuid::Uuid, u64> {
-    let s = SledStore::open(store).unwrap();
+    let s = Store::new(SledBackend::open(store, Mode::Existing, None).unwrap());
     s.heads()
         .unwrap()
         .into_iter()
@@ -369,7 +369,7 @@ fn killed_sweeps_and_incremental_replays_leave_a_consistent_store() {
     }
     // Sweep killed at random: its one batch is all or nothing; a final sweep completes the day.
     let misses = |store: &Path| -> u64 {
-        let s = SledStore::open(store).unwrap();
+        let s = Store::new(SledBackend::open(store, Mode::Existing, None).unwrap());
         let mut n = 0;
         s.for_each_stream(&mut |_, evs| {
             n += evs

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arrears_cli::ledger::Ledger;
+use arrears_cli::ledger::{AppendOptions, Ledger};
 use arrears_core::parse::{parse_date, parse_timestamp};
 use arrears_core::Policy;
 use chrono::{TimeZone, Utc};
@@ -19,11 +19,18 @@ fn fixtures_dir() -> PathBuf {
 
 fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
     let store = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(store.path(), Policy::default()).map_err(|e| e.to_string())?;
+    let ledger = Ledger::open_sled(&store.path().join("db"), Policy::default())
+        .map_err(|e| e.to_string())?;
     let events = std::fs::read(dir.join("events.jsonl")).map_err(|e| e.to_string())?;
     let now = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
+    let opts = AppendOptions {
+        batch: None,
+        skip_lines: 0,
+        now,
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
     ledger
-        .append_reader(&events[..], now, None, &|_| {}, &mut |_| Ok(()))
+        .append_reader(&events[..], &opts, &never, &mut |_, _| Ok(()))
         .map_err(|e| format!("append: {e}"))?;
     let expected_path = dir.join("expected.json");
     let text = std::fs::read_to_string(&expected_path).map_err(|e| e.to_string())?;

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use arrears_cli::ledger::{parse_line, Ledger};
+use arrears_cli::ledger::{parse_line, AppendOptions, AppendReport, Failure, Ledger};
 use arrears_core::chain::compute_hash;
-use arrears_core::store::{decode_chunk, encode_chunk, AppendError, EventStore};
 use arrears_core::Policy;
+use arrears_store::{chunk, AppendError};
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -26,7 +26,25 @@ fn disbursed(loan: &str, principal: &str, rate: &str) -> String {
 }
 
 fn ledger(dir: &Path) -> Ledger {
-    Ledger::open(dir, Policy::default()).unwrap()
+    Ledger::open_sled(dir, Policy::default()).unwrap()
+}
+
+/// Append JSON lines as one all-or-nothing batch.
+fn append_text(l: &Ledger, text: &str) -> Result<AppendReport, Failure> {
+    let opts = AppendOptions {
+        batch: None,
+        skip_lines: 0,
+        now: now(),
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    l.append_reader(text.as_bytes(), &opts, &never, &mut |_, _| Ok(()))
+}
+
+/// The raw sled tree of a store directory whose ledger has been dropped (for tampering).
+fn raw_tree(store: &Path) -> (sled::Db, sled::Tree) {
+    let db = arrears_store::sled_backend::open_raw(store).unwrap();
+    let tree = db.open_tree("arrears").unwrap();
+    (db, tree)
 }
 
 #[test]
@@ -49,7 +67,7 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
                 let (mut won, mut lost) = (0u64, 0u64);
                 for k in 0..40 {
                     let loan = &loans[(t + k) % loans.len()];
-                    let head = l.store.stream(loan.parse().unwrap(), None).unwrap().len() as u64;
+                    let head = l.store().stream(loan.parse().unwrap(), None).unwrap().len() as u64;
                     let line = format!(r#"{{"loan_id":"{loan}","type":"payment","on":"2024-01-15","amount":"0.01","seq":{}}}"#, head + 1);
                     match l.append(vec![parse_line(&line, 1, &p).unwrap()], now()) {
                         Ok(_) => won += 1,
@@ -75,7 +93,7 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
     assert!(lost > 0, "8 threads on 3 loans must collide");
     let mut total = 0;
     for loan in &loans {
-        let s = l.store.stream(loan.parse().unwrap(), None).unwrap();
+        let s = l.store().stream(loan.parse().unwrap(), None).unwrap();
         let seqs: Vec<u64> = s.iter().map(|e| e.seq).collect();
         assert_eq!(
             seqs,
@@ -91,18 +109,16 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
 /// Feed one line through parse, validate and append; it must be refused without a panic, and
 /// the store must not change.
 fn refused(l: &Ledger, line: &str) -> String {
-    let before = l.store.log_len().unwrap();
+    let before = l.store().log_len().unwrap();
     let input = format!("{}\n{line}\n", disbursed(LOAN, "1000.00", "0.0005"));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        l.append_reader(input.as_bytes(), now(), None, &|_| {}, &mut |_| Ok(()))
-    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| append_text(l, &input)));
     let e = match r {
         Err(_) => panic!("panicked on {line:.200}"),
         Ok(Ok(_)) => panic!("accepted {line:.200}"),
         Ok(Err(e)) => e,
     };
     assert_eq!(e.exit_code(), 2, "{e}");
-    assert_eq!(l.store.log_len().unwrap(), before, "the store changed");
+    assert_eq!(l.store().log_len().unwrap(), before, "the store changed");
     let msg = e.to_string();
     assert!(msg.starts_with("line 2: "), "{msg:.200}");
     msg
@@ -220,15 +236,15 @@ proptest! {
         bytes.truncate(bytes.len().min(cut.max(1) + 200));
         let mutated = String::from_utf8_lossy(&bytes).into_owned().replace('\n', " ");
         let input = if which == 0 { format!("{mutated}\n") } else { format!("{}\n{mutated}\n", lines[0]) };
-        let before = l.store.log_len().unwrap();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.append_reader(input.as_bytes(), now(), None, &|_| {}, &mut |_| Ok(()))));
+        let before = l.store().log_len().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| append_text(&l, &input)));
         prop_assert!(r.is_ok(), "panic on {mutated}");
         match r.unwrap() {
-            Ok(n) => prop_assert_eq!(l.store.log_len().unwrap(), before + n),
+            Ok(r) => prop_assert_eq!(l.store().log_len().unwrap(), before + r.new),
             Err(e) => {
                 prop_assert_eq!(e.exit_code(), 2, "{}", e);
                 prop_assert!(e.to_string().starts_with("line "), "{}", e);
-                prop_assert_eq!(l.store.log_len().unwrap(), before);
+                prop_assert_eq!(l.store().log_len().unwrap(), before);
             }
         }
     }
@@ -270,9 +286,16 @@ fn a_huge_principal_over_a_century_is_exact() {
     assert_eq!(p.class, "loss");
 }
 
-/// Apply `edit` to the raw chunks of one loan (decoded), write them back, and return what
-/// `verify` says.
+/// Apply `edit` to the raw chunks of one loan (decoded), write them back under the original
+/// chunk header (as a naive edit of the events' bytes would leave it), and return what `verify`
+/// says.
 fn tamper(edit: impl FnOnce(&mut Vec<arrears_core::Event>)) -> String {
+    tamper_with(edit, false)
+}
+
+/// As [`tamper`]; with `fix_header` the chunk's header is rewritten to match the edited events
+/// too (a careful forger).
+fn tamper_with(edit: impl FnOnce(&mut Vec<arrears_core::Event>), fix_header: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("db");
     {
@@ -294,17 +317,25 @@ fn tamper(edit: impl FnOnce(&mut Vec<arrears_core::Event>)) -> String {
                 .unwrap();
         }
         // Rewrite the loan as one chunk after the edit.
-        let tree = l.store.raw_tree();
-        let mut events = l.store.stream(LOAN.parse().unwrap(), None).unwrap();
+        let mut events = l.store().stream(LOAN.parse().unwrap(), None).unwrap();
+        drop(l);
+        let (db, tree) = raw_tree(&store);
+        let original = chunk::head_of(events.last().unwrap());
         for k in tree.scan_prefix([b'e']).keys() {
             tree.remove(k.unwrap()).unwrap();
         }
         edit(&mut events);
+        let head = if fix_header {
+            chunk::head_of(events.last().unwrap())
+        } else {
+            original
+        };
         let mut key = vec![b'e'];
         key.extend_from_slice(Uuid::parse_str(LOAN).unwrap().as_bytes());
         key.extend_from_slice(&1u64.to_be_bytes());
-        tree.insert(key, encode_chunk(&events)).unwrap();
-        l.store.flush().unwrap();
+        tree.insert(key, chunk::seal(&head, &chunk::encode_events(&events)))
+            .unwrap();
+        db.flush().unwrap();
     }
     let out = Command::new(BIN)
         .arg("--store")
@@ -355,14 +386,23 @@ fn verify_names_the_first_broken_event() {
         evs.insert(2, forged);
     });
     assert!(e.contains(&at(3)), "{e}");
-    // Deleted at the end: the head still remembers seq 4.
+    // Deleted at the end: the chunk header still remembers seq 4.
     let e = tamper(|evs| {
         evs.pop();
     });
     assert!(
-        e.contains("head says seq 4 but the stream ends at seq 3"),
+        e.contains("the chunk header says seq 4 but its last event is seq 3"),
         "{e}"
     );
+    // Deleted at the end by a forger who also rewrote the header: the global log still counts
+    // four events of the loan (and `verify --digest` catches it too: cli.rs).
+    let e = tamper_with(
+        |evs| {
+            evs.pop();
+        },
+        true,
+    );
+    assert!(e.contains("4 log entries for 3 events"), "{e}");
     // Undecodable bytes are corruption with a position.
     let e = {
         let dir = tempfile::tempdir().unwrap();
@@ -377,13 +417,12 @@ fn verify_names_the_first_broken_event() {
                 now(),
             )
             .unwrap();
-            let tree = l.store.raw_tree();
+            drop(l);
+            let (db, tree) = raw_tree(&store);
             let (k, v) = tree.scan_prefix([b'e']).next().unwrap().unwrap();
             tree.insert(k, &v[..v.len() / 2]).unwrap();
-            l.store.flush().unwrap();
-            assert!(
-                decode_chunk(&tree.scan_prefix([b'e']).next().unwrap().unwrap().1, "t").is_err()
-            );
+            db.flush().unwrap();
+            assert!(chunk::decode(&tree.scan_prefix([b'e']).next().unwrap().unwrap().1).is_err());
         }
         let out = Command::new(BIN)
             .arg("--store")
@@ -459,12 +498,10 @@ fn a_newer_on_disk_format_is_refused_by_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("db");
     {
-        let l = ledger(&store);
-        l.store
-            .raw_tree()
-            .insert(b"mformat", &7u32.to_be_bytes())
-            .unwrap();
-        l.store.flush().unwrap();
+        drop(ledger(&store));
+        let (db, tree) = raw_tree(&store);
+        tree.insert(b"mformat", &7u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
     }
     let out = Command::new(BIN)
         .arg("--store")
@@ -474,5 +511,5 @@ fn a_newer_on_disk_format_is_refused_by_the_cli() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("has on-disk format 7; this build reads format 1 — upgrade arrears"));
+        .contains("has on-disk format 7; this build reads format 2 — upgrade arrears"));
 }

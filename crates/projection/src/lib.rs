@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use arrears_core::event::{Body, Date, Event, Timestamp};
-use arrears_core::store::Gate;
+use arrears_core::gate::Gate;
 use arrears_core::Policy;
 
 pub mod decide;
@@ -194,15 +194,11 @@ impl<'p> DecideGate<'p> {
 }
 
 impl Gate for DecideGate<'_> {
-    fn check(
-        &mut self,
-        history: &[Event],
-        candidate: &Event,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.check_event(history, candidate).map_err(|r| {
+    type Rejection = Rejection;
+    fn check(&mut self, history: &[Event], candidate: &Event) -> Result<(), Rejection> {
+        self.check_event(history, candidate).inspect_err(|_| {
             // A rejected candidate must not linger in the cache.
             self.cache.remove(&candidate.loan_id);
-            Box::new(r) as Box<dyn std::error::Error + Send + Sync>
         })
     }
 }

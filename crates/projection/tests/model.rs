@@ -7,8 +7,8 @@ mod reference;
 
 use arrears_core::chain::GENESIS;
 use arrears_core::event::*;
+use arrears_core::gate::Gate;
 use arrears_core::money::round_cents;
-use arrears_core::store::Gate;
 use arrears_core::{schedule, Policy};
 use arrears_projection::{fold, project, replay, DecideGate};
 use chrono::{Days, NaiveDate, TimeZone, Utc};

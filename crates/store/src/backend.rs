@@ -1,0 +1,168 @@
+//! The storage seam: what a backend must do, and nothing of what the ledger means.
+
+use arrears_core::event::Event;
+use uuid::Uuid;
+
+use crate::{Head, LogEntry, RawChunk, RawStream, StoreError};
+
+/// One loan's part of a sealed batch.
+#[derive(Debug)]
+pub struct SealedLoan {
+    pub loan: Uuid,
+    /// The loan's head seq before this batch (0 for a new loan). A backend shared by several
+    /// processes must refuse the commit ([`StoreError::Raced`]) when the stored head differs.
+    pub prev_seq: u64,
+    /// The new events, seqs `prev_seq + 1 ..`, chained.
+    pub events: Vec<Event>,
+    /// The same events as length-prefixed codec bodies ([`crate::chunk::encode_events`]).
+    pub bodies: Vec<u8>,
+    /// The head after this batch (the last new event's).
+    pub head: Head,
+}
+
+/// A batch ready to store: every envelope filled in, every rule checked. Committing it is
+/// all or nothing.
+#[derive(Debug, Default)]
+pub struct SealedBatch {
+    /// Loans in the order their first new event appeared in the batch.
+    pub loans: Vec<SealedLoan>,
+    /// The global log entries of this batch, in append order: runs of (loan, first seq, count).
+    pub runs: Vec<(Uuid, u64, u32)>,
+    /// Every new event id (for the backend's cross-loan id lookup).
+    pub ids: Vec<(Uuid, Uuid, u64)>,
+}
+
+impl SealedBatch {
+    /// The number of new events.
+    pub fn len(&self) -> usize {
+        self.loans.iter().map(|l| l.events.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loans.is_empty()
+    }
+
+    /// The invariants a backend relies on, checked before anything is written (the writer's
+    /// half of the paired assertions; readers check chunks in [`crate::chunk::decode_into`]).
+    pub fn assert_sealed(&self) {
+        let mut logged = 0u64;
+        for l in &self.loans {
+            assert!(
+                !l.events.is_empty(),
+                "loan {} sealed without events",
+                l.loan
+            );
+            let mut prev: Option<&Event> = None;
+            for (i, ev) in l.events.iter().enumerate() {
+                assert_eq!(ev.loan_id, l.loan, "event of another loan in a sealed loan");
+                assert_eq!(ev.seq, l.prev_seq + 1 + i as u64, "seqs are contiguous");
+                if let Some(p) = prev {
+                    assert_eq!(ev.prev_hash, p.hash, "each prev_hash is the previous hash");
+                }
+                prev = Some(ev);
+            }
+            let last = prev.expect("non-empty");
+            assert_eq!(
+                l.head,
+                crate::chunk::head_of(last),
+                "the head is the last event"
+            );
+            logged += l.events.len() as u64;
+        }
+        let in_runs: u64 = self.runs.iter().map(|r| r.2 as u64).sum();
+        assert_eq!(in_runs, logged, "the log covers every new event once");
+        assert_eq!(
+            self.ids.len() as u64,
+            logged,
+            "every new event id is listed"
+        );
+    }
+}
+
+/// Storage-only operations. Everything else (sealing, idempotency, concurrency, business rules)
+/// is [`crate::Store`]'s, so a new backend only has to pass `tests/conformance.rs`.
+pub trait Backend: Send + Sync {
+    /// Where the store lives, for messages (a path; a URL without its password).
+    fn describe(&self) -> String;
+    /// One loan's chunks in seq order (empty for an unknown loan).
+    fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError>;
+    /// Every loan's chunks, in `loan_id` order.
+    fn scan_streams(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Every loan's head, in `loan_id` order.
+    fn scan_heads(
+        &self,
+        f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Which loan and seq hold `event_id`, if any store does.
+    fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError>;
+    /// Visit the global log from `from` (inclusive) in commit order until `f` returns false.
+    fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError>;
+    /// The number of events in the global log (= its last position).
+    fn log_len(&self) -> Result<u64, StoreError>;
+    /// Write a sealed batch atomically: afterwards all of it is visible, or (on error or crash)
+    /// none of it. Not necessarily durable until [`Backend::sync`] returns.
+    fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError>;
+    /// Make every committed batch durable. Called outside the store's writer lock, so concurrent
+    /// writers can share one fsync.
+    fn sync(&self) -> Result<(), StoreError>;
+    /// A loan's stored snapshot (opaque bytes).
+    fn snapshot(&self, loan: &Uuid) -> Result<Option<RawChunk>, StoreError>;
+    /// Every stored snapshot, in `loan_id` order.
+    fn scan_snapshots(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawChunk) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Store snapshots for many loans atomically and durably.
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError>;
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError> {
+        (**self).read_stream(loan)
+    }
+    fn scan_streams(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_streams(f)
+    }
+    fn scan_heads(
+        &self,
+        f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_heads(f)
+    }
+    fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
+        (**self).locate(event_id)
+    }
+    fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+        (**self).scan_log(from, f)
+    }
+    fn log_len(&self) -> Result<u64, StoreError> {
+        (**self).log_len()
+    }
+    fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+    fn snapshot(&self, loan: &Uuid) -> Result<Option<RawChunk>, StoreError> {
+        (**self).snapshot(loan)
+    }
+    fn scan_snapshots(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawChunk) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_snapshots(f)
+    }
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        (**self).put_snapshots(snaps)
+    }
+}

@@ -1,0 +1,995 @@
+//! The embedded default backend, on sled 0.34. One process at a time (a lock file, then sled's
+//! own lock); every commit is one `apply_batch`, which sled applies atomically across a crash,
+//! then a `flush`.
+//!
+//! Layout, on-disk format 2 (one tree, `arrears`, with one-byte key prefixes; `docs/storage.md`
+//! has the whole story and format 1):
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `m` | `m` + name | metadata: `format` = u32 BE; `fpruns` = u32 BE, the number of `f` runs |
+//! | `e` | `e` + loan (16) + first seq (u64 BE) | a segment: consecutive events of the loan ([`crate::chunk`], encoding 3). The loan's last segment is rewritten by each append until it reaches [`SEGMENT_LIMIT`] bytes; its header is the loan's head. |
+//! | `l` | `l` + first position of the batch (u64 BE) | the batch's log runs: loan (16) + first seq (u64 BE) + count (u32 BE) |
+//! | `f` | `f` + first position of the batch (u64 BE) | the batch's event-id fingerprints, sorted u64 BE ([`fingerprint`]); merged into one run when there are more than [`MAX_FP_RUNS`] |
+//! | `s` | `s` + loan (16) | projection snapshot (opaque to the store) |
+//!
+//! Why: sled's cost is per value written (~10 µs), so an append writes one value per loan it
+//! touches plus two per batch, not one per event. An event id is found in its own loan's stream
+//! (read anyway to check the new events); the fingerprints answer "is this id stored under any
+//! other loan?" from memory, and only a match (a real reuse, or a 1-in-2^64 collision) pays for
+//! a scan.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+use uuid::Uuid;
+
+use crate::backend::{Backend, SealedBatch};
+use crate::{chunk, Head, LogEntry, RawChunk, RawStream, StoreError};
+
+/// The on-disk format this build writes. Format 1 (one value per event in an id index, heads
+/// apart, a chunk per append) is read only by `upgrade`.
+pub const FORMAT_VERSION: u32 = 2;
+/// A loan's last segment is rewritten by appends until it holds this many bytes; then a new
+/// segment starts. Bounds the bytes rewritten per append (a micro-loan's whole life is usually
+/// well under it: ~100–300 bytes an event).
+pub const SEGMENT_LIMIT: usize = 16 * 1024;
+/// More fingerprint runs than this are merged into one by the next commit, so a lookup binary-
+/// searches at most this many sorted runs.
+pub const MAX_FP_RUNS: u32 = 32;
+/// sled's page cache, in MiB, unless `ARREARS_CACHE_MB` says otherwise.
+pub const DEFAULT_CACHE_MB: u64 = 256;
+const TREE: &str = "arrears";
+const LOCK_FILE: &str = "lock";
+
+/// How a store path is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create the store when the path holds none (commands that append).
+    Create,
+    /// The store must exist (read-only commands never create one).
+    Existing,
+}
+
+/// The 64-bit fingerprint of an event id kept in the `f` runs (splitmix64 over both halves).
+/// Part of the on-disk format: changing it is a format change.
+pub fn fingerprint(id: &Uuid) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let (hi, lo) = id.as_u64_pair();
+    mix(hi ^ mix(lo))
+}
+
+/// The fingerprint runs, loaded on first use.
+#[derive(Default)]
+struct Fingerprints {
+    /// (position key, sorted fingerprints)
+    runs: Vec<(u64, Vec<u64>)>,
+}
+
+impl Fingerprints {
+    fn contains(&self, fp: u64) -> bool {
+        self.runs.iter().any(|(_, r)| r.binary_search(&fp).is_ok())
+    }
+}
+
+struct State {
+    /// The next global log position.
+    next_pos: u64,
+    /// The number of `f` runs on disk.
+    fp_runs: u32,
+    /// Loaded on the first cross-loan lookup or merge; kept current by commits afterwards.
+    fps: Option<Fingerprints>,
+}
+
+/// The sled backend.
+pub struct SledBackend {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: String,
+    state: Mutex<State>,
+    /// Held for the life of the backend: one process per store.
+    _lock: std::fs::File,
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn event_key(loan: &Uuid, seq: u64) -> Vec<u8> {
+    key(b'e', &[loan.as_bytes(), &seq.to_be_bytes()])
+}
+
+fn fmt_key() -> Vec<u8> {
+    key(b'm', &[b"format"])
+}
+
+fn fpruns_key() -> Vec<u8> {
+    key(b'm', &[b"fpruns"])
+}
+
+/// A log entry's value: runs of loan (16) ‖ first seq (u64 BE) ‖ count (u32 BE).
+fn encode_runs(runs: &[(Uuid, u64, u32)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(runs.len() * 28);
+    for (loan, first, n) in runs {
+        v.extend_from_slice(loan.as_bytes());
+        v.extend_from_slice(&first.to_be_bytes());
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+fn decode_runs(b: &[u8]) -> Result<Vec<(Uuid, u64, u32)>, String> {
+    if b.is_empty() || !b.len().is_multiple_of(28) {
+        return Err("log entry is not a list of 28-byte runs".into());
+    }
+    Ok(b.chunks_exact(28)
+        .map(|c| {
+            (
+                Uuid::from_slice(&c[..16]).expect("16 bytes"),
+                u64::from_be_bytes(c[16..24].try_into().expect("8 bytes")),
+                u32::from_be_bytes(c[24..28].try_into().expect("4 bytes")),
+            )
+        })
+        .collect())
+}
+
+fn encode_fps(fps: &[u64]) -> Vec<u8> {
+    fps.iter().flat_map(|f| f.to_be_bytes()).collect()
+}
+
+fn decode_fps(b: &[u8]) -> Result<Vec<u64>, String> {
+    if !b.len().is_multiple_of(8) {
+        return Err("fingerprint run is not a list of u64".into());
+    }
+    let v: Vec<u64> = b
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    if v.windows(2).any(|w| w[0] > w[1]) {
+        return Err("fingerprint run is not sorted".into());
+    }
+    Ok(v)
+}
+
+fn u64_at(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+/// What a store path holds.
+enum OnDisk {
+    Absent,
+    /// sled's files without its `conf` (sled writes `blobs/`, then `conf`, then `db`; arrears
+    /// writes nothing before sled's open returns): no event can be in it.
+    HalfMade,
+    Store,
+}
+
+/// The names sled 0.34 (and our lock file) create in a store directory.
+fn is_store_file(name: &str) -> bool {
+    matches!(name, "blobs" | "db" | "conf" | LOCK_FILE) || name.starts_with("snap.")
+}
+
+fn io_at(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Path {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    }
+}
+
+fn inspect(dir: &Path) -> Result<OnDisk, StoreError> {
+    let path = dir.display().to_string();
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OnDisk::Absent),
+        Err(e) if e.raw_os_error() == Some(20) => {
+            // ENOTDIR: a parent of the path is a regular file.
+            return Err(StoreError::Path {
+                path,
+                why: "a parent of this path is a file, not a directory".into(),
+            });
+        }
+        Err(e) => return Err(io_at(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(StoreError::NotAStore {
+            path,
+            why: "it is a file, not a directory".into(),
+        });
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_at(dir, e))? {
+        let entry = entry.map_err(|e| io_at(dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    if names.is_empty() {
+        // An empty directory (made by hand): creating the store replaces it.
+        return Ok(OnDisk::Absent);
+    }
+    if names.iter().any(|n| n == "conf") {
+        return Ok(OnDisk::Store);
+    }
+    if names.iter().all(|n| is_store_file(n)) {
+        return Ok(OnDisk::HalfMade);
+    }
+    Err(StoreError::NotAStore {
+        path,
+        why: "the directory has other files and no sled database".into(),
+    })
+}
+
+/// Remove what an interrupted creation by an older version left: only sled's own files, and
+/// only when `conf` is absent (checked again here).
+fn remove_half_made(dir: &Path) -> Result<(), StoreError> {
+    if dir.join("conf").exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| io_at(dir, e))? {
+        let entry = entry.map_err(|e| io_at(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            is_store_file(&name),
+            "only the store's own files are removed"
+        );
+        let p = entry.path();
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|e| io_at(&p, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_at(dir, e))
+}
+
+fn parent_and_name(dir: &Path) -> Result<(PathBuf, String), StoreError> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dir
+        .file_name()
+        .ok_or_else(|| StoreError::NotAStore {
+            path: dir.display().to_string(),
+            why: "the path has no final component".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    if !parent.is_dir() {
+        return Err(StoreError::Path {
+            path: dir.display().to_string(),
+            why: format!("the parent directory {} does not exist", parent.display()),
+        });
+    }
+    Ok((parent, name))
+}
+
+/// A fresh temporary sibling of `dir` for building a store, after removing the leftovers of
+/// builders that were killed (their process is gone).
+fn temp_sibling(dir: &Path, what: &str) -> Result<PathBuf, StoreError> {
+    let (parent, name) = parent_and_name(dir)?;
+    let prefix = format!(".{name}.{what}.");
+    if let Ok(entries) = std::fs::read_dir(&parent) {
+        for entry in entries.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = n.strip_prefix(&prefix) {
+                let alive = pid
+                    .parse::<u32>()
+                    .map(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                    .unwrap_or(false);
+                if !alive {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    let tmp = parent.join(format!("{prefix}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(tmp)
+}
+
+fn sled_err(store: &str, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+            store: store.to_owned(),
+            at: format!("file offset {at:?}"),
+            why: "sled found corrupted data".into(),
+        },
+        sled::Error::Io(io) => StoreError::Io {
+            store: store.to_owned(),
+            why: io.to_string(),
+        },
+        other => StoreError::Io {
+            store: store.to_owned(),
+            why: other.to_string(),
+        },
+    }
+}
+
+fn open_sled(dir: &Path) -> Result<sled::Db, sled::Error> {
+    // sled's page cache defaults to 1 GiB; a streamed replay gains little from a large cache,
+    // so keep the process small. ARREARS_CACHE_MB overrides it.
+    let cache_mb: u64 = std::env::var("ARREARS_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CACHE_MB);
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_mb * 1024 * 1024)
+        .open()
+}
+
+/// Open sled once this process holds the store's lock file. sled takes its own lock on `db`
+/// too; a handle this process dropped a moment ago can still hold that one while sled's
+/// background threads wind down, so a contended sled lock is retried (no other arrears process
+/// can hold it: they need our lock file first). Bounded: after `SLED_LOCK_RETRY` it is an error.
+fn open_sled_locked(dir: &Path) -> Result<sled::Db, sled::Error> {
+    const SLED_LOCK_RETRY: Duration = Duration::from_secs(30);
+    let started = Instant::now();
+    loop {
+        match open_sled(dir) {
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::Other
+                    && io.to_string().starts_with("could not acquire lock")
+                    && started.elapsed() < SLED_LOCK_RETRY =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The raw sled database of a store directory, bypassing every check (for tamper tests and
+/// benchmarks). Waits, bounded, for a handle this process just dropped to let go.
+pub fn open_raw(dir: &Path) -> Result<sled::Db, StoreError> {
+    open_sled_locked(dir).map_err(|e| sled_err(&dir.display().to_string(), e))
+}
+
+/// Build a new, empty store in a temporary sibling of `dir`, make it durable, and rename it into
+/// place. The rename is atomic: `dir` is never seen half-made. A leftover sibling of a killed
+/// creator is removed by the next creator.
+fn create(dir: &Path) -> Result<(), StoreError> {
+    let tmp = temp_sibling(dir, "creating")?;
+    let desc = dir.display().to_string();
+    {
+        let db = open_sled(&tmp).map_err(|e| sled_err(&desc, e))?;
+        let tree = db.open_tree(TREE).map_err(|e| sled_err(&desc, e))?;
+        tree.insert(fmt_key(), &FORMAT_VERSION.to_be_bytes())
+            .map_err(|e| sled_err(&desc, e))?;
+        db.flush().map_err(|e| sled_err(&desc, e))?;
+    }
+    sync_dir(&tmp)?;
+    let (parent, _) = parent_and_name(dir)?;
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => {}
+        // Another process created the store first (a rename onto a non-empty directory fails):
+        // use theirs.
+        Err(_) if dir.join("conf").exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io_at(dir, e));
+        }
+    }
+    sync_dir(&parent)
+}
+
+/// This process, for the lock file: pid and command line.
+fn whoami() -> String {
+    let cmd = std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let cmd: String = cmd.chars().take(200).collect();
+    format!("pid {}: {cmd}", std::process::id())
+}
+
+/// Take the store's lock file, waiting up to `wait` for another process to let go.
+fn lock(dir: &Path, wait: Option<Duration>) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_at(&path, e))?;
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        match f.try_lock_exclusive() {
+            Ok(()) => break,
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                let mut holder = String::new();
+                let _ = f.read_to_string(&mut holder);
+                let holder = holder.trim().to_owned();
+                return Err(StoreError::Locked {
+                    path: dir.display().to_string(),
+                    holder: (!holder.is_empty()).then_some(holder),
+                });
+            }
+            Err(e) => return Err(io_at(&path, e)),
+        }
+    }
+    // Say who holds it, for the next process's message. Best effort: the lock is what counts.
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = f.write_all(whoami().as_bytes());
+    let _ = f.flush();
+    Ok(f)
+}
+
+impl SledBackend {
+    /// Open the store at `dir`. With [`Mode::Create`] a path with no store gets one; creation is
+    /// crash-safe (built in a temporary sibling and renamed into place), and a directory left
+    /// half-made by an older version is finished. `wait` is how long to wait for another process
+    /// holding the store.
+    pub fn open(dir: &Path, mode: Mode, wait: Option<Duration>) -> Result<SledBackend, StoreError> {
+        let path = dir.display().to_string();
+        match (inspect(dir)?, mode) {
+            (OnDisk::Absent, Mode::Create) => create(dir)?,
+            (OnDisk::HalfMade, Mode::Create) => {
+                remove_half_made(dir)?;
+                create(dir)?;
+            }
+            (OnDisk::Absent, Mode::Existing) => return Err(StoreError::NoStore { path }),
+            (OnDisk::HalfMade, Mode::Existing) => return Err(StoreError::HalfMade { path }),
+            (OnDisk::Store, _) => {}
+        }
+        let lock = lock(dir, wait)?;
+        let db = open_sled_locked(dir).map_err(|e| sled_err(&path, e))?;
+        let tree = db.open_tree(TREE).map_err(|e| sled_err(&path, e))?;
+        let found = match tree.get(fmt_key()).map_err(|e| sled_err(&path, e))? {
+            Some(v) => {
+                u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    store: path.clone(),
+                    at: "metadata".into(),
+                    why: "the format version is not 4 bytes".into(),
+                })?)
+            }
+            None => {
+                return Err(StoreError::NotAStore {
+                    path,
+                    why: "a sled database without arrears metadata".into(),
+                })
+            }
+        };
+        if found > FORMAT_VERSION {
+            return Err(StoreError::FormatTooNew { path, found });
+        }
+        if found < FORMAT_VERSION {
+            return Err(StoreError::FormatTooOld { path, found });
+        }
+        let mut backend = SledBackend {
+            db,
+            tree,
+            path,
+            state: Mutex::new(State {
+                next_pos: 1,
+                fp_runs: 0,
+                fps: None,
+            }),
+            _lock: lock,
+        };
+        let next_pos = backend.read_next_pos()?;
+        let fp_runs = match backend.get(&fpruns_key())? {
+            Some(v) => u32::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| backend.corrupt("metadata", "fpruns is not 4 bytes"))?,
+            ),
+            None => 0,
+        };
+        *backend.state.get_mut().unwrap_or_else(|p| p.into_inner()) = State {
+            next_pos,
+            fp_runs,
+            fps: None,
+        };
+        Ok(backend)
+    }
+
+    fn corrupt(&self, at: impl Into<String>, why: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            store: self.path.clone(),
+            at: at.into(),
+            why: why.into(),
+        }
+    }
+
+    fn err(&self, e: sled::Error) -> StoreError {
+        sled_err(&self.path, e)
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        self.tree.get(k).map_err(|e| self.err(e))
+    }
+
+    fn read_next_pos(&self) -> Result<u64, StoreError> {
+        match self.tree.scan_prefix([b'l']).next_back() {
+            Some(kv) => {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let first =
+                    u64_at(&k[1..]).ok_or_else(|| self.corrupt("log key", "not 9 bytes"))?;
+                let runs = decode_runs(&v)
+                    .map_err(|why| self.corrupt(format!("log position {first}"), why))?;
+                Ok(first + runs.iter().map(|r| r.2 as u64).sum::<u64>())
+            }
+            None => Ok(1),
+        }
+    }
+
+    /// The raw sled tree (for tamper tests and `upgrade`).
+    pub fn raw_tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_fps(&self, st: &mut State) -> Result<(), StoreError> {
+        if st.fps.is_some() {
+            return Ok(());
+        }
+        let mut fps = Fingerprints::default();
+        for kv in self.tree.scan_prefix([b'f']) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let pos =
+                u64_at(&k[1..]).ok_or_else(|| self.corrupt("fingerprint key", "not 9 bytes"))?;
+            let run = decode_fps(&v)
+                .map_err(|why| self.corrupt(format!("fingerprints at {pos}"), why))?;
+            fps.runs.push((pos, run));
+        }
+        if fps.runs.len() as u32 != st.fp_runs {
+            return Err(self.corrupt(
+                "fingerprints",
+                format!(
+                    "metadata counts {} runs but {} are stored",
+                    st.fp_runs,
+                    fps.runs.len()
+                ),
+            ));
+        }
+        st.fps = Some(fps);
+        Ok(())
+    }
+
+    /// Find an event id by scanning every stream (the slow path behind a fingerprint match).
+    fn scan_for_id(&self, id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
+        let mut found = None;
+        self.scan_streams(&mut |loan, raw| {
+            if found.is_some() {
+                return Ok(());
+            }
+            for c in &raw {
+                let evs =
+                    chunk::decode(c).map_err(|why| self.corrupt(format!("loan {loan}"), why))?;
+                if let Some(e) = evs.iter().find(|e| e.event_id == *id) {
+                    found = Some((loan, e.seq));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Flush everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl Backend for SledBackend {
+    fn describe(&self) -> String {
+        self.path.clone()
+    }
+
+    fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError> {
+        self.tree
+            .scan_prefix(key(b'e', &[loan.as_bytes()]))
+            .values()
+            .map(|v| v.map(RawChunk::new).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn scan_streams(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut current: Option<Uuid> = None;
+        let mut values = Vec::new();
+        for kv in self.tree.scan_prefix([b'e']) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if k.len() != 25 {
+                return Err(self.corrupt("event key", "is not 25 bytes"));
+            }
+            let loan = Uuid::from_slice(&k[1..17]).expect("16 bytes");
+            if current != Some(loan) {
+                if let Some(prev) = current.take() {
+                    f(prev, std::mem::take(&mut values))?;
+                }
+                current = Some(loan);
+            }
+            values.push(RawChunk::new(v));
+        }
+        if let Some(prev) = current {
+            f(prev, values)?;
+        }
+        Ok(())
+    }
+
+    fn scan_heads(
+        &self,
+        f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut last: Option<(Uuid, sled::IVec)> = None;
+        let emit = |l: Uuid,
+                    v: &sled::IVec,
+                    f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>| {
+            let head = chunk::header(v)
+                .map_err(|why| self.corrupt(format!("loan {l}"), why))?
+                .ok_or_else(|| self.corrupt(format!("loan {l}"), "a segment without a header"))?;
+            f(l, head)
+        };
+        for kv in self.tree.scan_prefix([b'e']) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if k.len() != 25 {
+                return Err(self.corrupt("event key", "is not 25 bytes"));
+            }
+            let loan = Uuid::from_slice(&k[1..17]).expect("16 bytes");
+            if let Some((l, prev)) = last.take() {
+                if l != loan {
+                    emit(l, &prev, f)?;
+                }
+            }
+            last = Some((loan, v));
+        }
+        if let Some((l, v)) = last {
+            emit(l, &v, f)?;
+        }
+        Ok(())
+    }
+
+    fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
+        let fp = fingerprint(event_id);
+        let hit = {
+            let mut st = self.state();
+            self.load_fps(&mut st)?;
+            st.fps.as_ref().expect("loaded").contains(fp)
+        };
+        if hit {
+            self.scan_for_id(event_id)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+        let start = match self
+            .tree
+            .range(key(b'l', &[&0u64.to_be_bytes()])..=key(b'l', &[&from.to_be_bytes()]))
+            .next_back()
+        {
+            Some(kv) => kv.map_err(|e| self.err(e))?.0.to_vec(),
+            None => key(b'l', &[&from.to_be_bytes()]),
+        };
+        for kv in self.tree.range(start..[b'm'].to_vec()) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let mut position =
+                u64_at(&k[1..]).ok_or_else(|| self.corrupt("log key", "not 9 bytes"))?;
+            let runs = decode_runs(&v)
+                .map_err(|why| self.corrupt(format!("log position {position}"), why))?;
+            for (loan_id, first, n) in runs {
+                for seq in first..first + n as u64 {
+                    if position >= from
+                        && !f(LogEntry {
+                            position,
+                            loan_id,
+                            seq,
+                        })
+                    {
+                        return Ok(());
+                    }
+                    position += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn log_len(&self) -> Result<u64, StoreError> {
+        Ok(self.state().next_pos - 1)
+    }
+
+    fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
+        let mut st = self.state();
+        let mut b = sled::Batch::default();
+        for l in &batch.loans {
+            // The loan's last segment: its header is the stored head.
+            let last = self
+                .tree
+                .range(event_key(&l.loan, 0)..=event_key(&l.loan, u64::MAX))
+                .next_back()
+                .transpose()
+                .map_err(|e| self.err(e))?;
+            let stored_head = match &last {
+                Some((_, v)) => {
+                    chunk::header(v)
+                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
+                        .ok_or_else(|| {
+                            self.corrupt(format!("loan {}", l.loan), "a segment without a header")
+                        })?
+                        .seq
+                }
+                None => 0,
+            };
+            if stored_head != l.prev_seq {
+                return Err(StoreError::Raced { loan: l.loan });
+            }
+            match last {
+                Some((k, v)) if v.len() + l.bodies.len() <= SEGMENT_LIMIT => {
+                    let mut bodies = Vec::with_capacity(v.len() + l.bodies.len());
+                    bodies.extend_from_slice(chunk::bodies(&v));
+                    bodies.extend_from_slice(&l.bodies);
+                    b.insert(k, chunk::seal(&l.head, &bodies));
+                }
+                _ => b.insert(
+                    event_key(&l.loan, l.prev_seq + 1),
+                    chunk::seal(&l.head, &l.bodies),
+                ),
+            }
+        }
+        let pos = st.next_pos;
+        b.insert(key(b'l', &[&pos.to_be_bytes()]), encode_runs(&batch.runs));
+        let mut fps: Vec<u64> = batch.ids.iter().map(|(id, _, _)| fingerprint(id)).collect();
+        fps.sort_unstable();
+        let mut fp_runs = st.fp_runs + 1;
+        let mut merged = None;
+        if fp_runs > MAX_FP_RUNS {
+            // Merge every run (and this batch's) into one at this position.
+            self.load_fps(&mut st)?;
+            let loaded = st.fps.as_ref().expect("loaded");
+            let mut all: Vec<u64> = loaded
+                .runs
+                .iter()
+                .flat_map(|(_, r)| r.iter().copied())
+                .collect();
+            all.extend_from_slice(&fps);
+            all.sort_unstable();
+            for (p, _) in &loaded.runs {
+                b.remove(key(b'f', &[&p.to_be_bytes()]));
+            }
+            b.insert(key(b'f', &[&pos.to_be_bytes()]), encode_fps(&all));
+            fp_runs = 1;
+            merged = Some(all);
+        } else {
+            b.insert(key(b'f', &[&pos.to_be_bytes()]), encode_fps(&fps));
+        }
+        b.insert(fpruns_key(), &fp_runs.to_be_bytes());
+        self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        // The batch is applied: bring the in-memory state up to date.
+        st.next_pos = pos + batch.len() as u64;
+        st.fp_runs = fp_runs;
+        if let Some(loaded) = st.fps.as_mut() {
+            match merged {
+                Some(all) => loaded.runs = vec![(pos, all)],
+                None => loaded.runs.push((pos, fps)),
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
+
+    fn snapshot(&self, loan: &Uuid) -> Result<Option<RawChunk>, StoreError> {
+        Ok(self.get(&key(b's', &[loan.as_bytes()]))?.map(RawChunk::new))
+    }
+
+    fn scan_snapshots(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawChunk) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for kv in self.tree.scan_prefix([b's']) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let loan = Uuid::from_slice(&k[1..])
+                .map_err(|_| self.corrupt("snapshot key", "not a UUID"))?;
+            f(loan, RawChunk::new(v))?;
+        }
+        Ok(())
+    }
+
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (loan, bytes) in snaps {
+            b.insert(key(b's', &[loan.as_bytes()]), bytes);
+        }
+        self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        self.flush()
+    }
+}
+
+/// What `upgrade` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgraded {
+    pub loans: u64,
+    pub events: u64,
+    /// Where the original store now is.
+    pub kept: PathBuf,
+}
+
+/// Convert a format-1 store at `dir` to the current format: the streams are rewritten as
+/// segments, the log is kept as it is (so positions, seqs, ids, `recorded_at` and hashes are
+/// unchanged and `digest` is equal), the per-event id index becomes fingerprint runs, and
+/// snapshots (a cache) are dropped. Built in a temporary sibling; the original is renamed to
+/// `DIR.format1` and kept.
+pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
+    let path = dir.display().to_string();
+    if !matches!(inspect(dir)?, OnDisk::Store) {
+        return Err(StoreError::NoStore { path });
+    }
+    let _lock = lock(dir, None)?;
+    let old = open_sled_locked(dir).map_err(|e| sled_err(&path, e))?;
+    let old_tree = old.open_tree(TREE).map_err(|e| sled_err(&path, e))?;
+    let found = old_tree
+        .get(fmt_key())
+        .map_err(|e| sled_err(&path, e))?
+        .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
+    match found {
+        Some(1) => {}
+        Some(FORMAT_VERSION) => {
+            return Err(StoreError::Path {
+                path,
+                why: format!("already in format {FORMAT_VERSION}; nothing to upgrade"),
+            })
+        }
+        Some(found) => return Err(StoreError::FormatTooNew { path, found }),
+        None => {
+            return Err(StoreError::NotAStore {
+                path,
+                why: "a sled database without arrears metadata".into(),
+            })
+        }
+    }
+    let corrupt = |at: String, why: String| StoreError::Corrupt {
+        store: path.clone(),
+        at,
+        why,
+    };
+    let tmp = temp_sibling(dir, "upgrading")?;
+    let (mut loans, mut events) = (0u64, 0u64);
+    {
+        let db = open_sled(&tmp).map_err(|e| sled_err(&path, e))?;
+        let tree = db.open_tree(TREE).map_err(|e| sled_err(&path, e))?;
+        let mut b = sled::Batch::default();
+        let mut pending = 0usize;
+        let mut fps = Vec::new();
+        let flush_batch = |b: &mut sled::Batch, pending: &mut usize| -> Result<(), StoreError> {
+            tree.apply_batch(std::mem::take(b))
+                .map_err(|e| sled_err(&path, e))?;
+            *pending = 0;
+            Ok(())
+        };
+        let mut current: Option<Uuid> = None;
+        let mut stream = Vec::new();
+        let write_loan =
+            |loan: Uuid, stream: &mut Vec<arrears_core::event::Event>, b: &mut sled::Batch| {
+                // Segments of at most SEGMENT_LIMIT bytes (at least one event each).
+                let mut start = 0;
+                let mut bytes = 0;
+                for i in 0..stream.len() {
+                    let n = arrears_core::codec::encode(&stream[i]).len() + 4;
+                    if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
+                        b.insert(
+                            event_key(&loan, stream[start].seq),
+                            chunk::encode(&stream[start..i]),
+                        );
+                        start = i;
+                        bytes = 0;
+                    }
+                    bytes += n;
+                }
+                b.insert(
+                    event_key(&loan, stream[start].seq),
+                    chunk::encode(&stream[start..]),
+                );
+                stream.clear();
+            };
+        for kv in old_tree.scan_prefix([b'e']) {
+            let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
+            let loan = Uuid::from_slice(&k[1..17])
+                .map_err(|_| corrupt("event key".into(), "not a UUID".into()))?;
+            if current.is_some_and(|c| c != loan) {
+                write_loan(current.expect("some"), &mut stream, &mut b);
+                pending += 1;
+                if pending >= 10_000 {
+                    flush_batch(&mut b, &mut pending)?;
+                }
+            }
+            if current != Some(loan) {
+                loans += 1;
+                current = Some(loan);
+            }
+            let before = stream.len();
+            chunk::decode_into(&v, &mut stream)
+                .map_err(|why| corrupt(format!("loan {loan}"), why))?;
+            for (i, ev) in stream[before..].iter().enumerate() {
+                if ev.loan_id != loan || ev.seq != (before + i) as u64 + 1 {
+                    return Err(corrupt(
+                        format!("loan {loan} seq {}", before + i + 1),
+                        "not contiguous; run `arrears verify` on the original".into(),
+                    ));
+                }
+                fps.push(fingerprint(&ev.event_id));
+            }
+            events += (stream.len() - before) as u64;
+        }
+        if let Some(loan) = current {
+            write_loan(loan, &mut stream, &mut b);
+        }
+        for kv in old_tree.scan_prefix([b'l']) {
+            let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
+            b.insert(k, v);
+        }
+        fps.sort_unstable();
+        let last_pos = 1;
+        b.insert(
+            key(b'f', &[&(last_pos as u64).to_be_bytes()]),
+            encode_fps(&fps),
+        );
+        b.insert(fpruns_key(), &1u32.to_be_bytes());
+        b.insert(fmt_key(), &FORMAT_VERSION.to_be_bytes());
+        flush_batch(&mut b, &mut pending)?;
+        db.flush().map_err(|e| sled_err(&path, e))?;
+    }
+    sync_dir(&tmp)?;
+    drop(old_tree);
+    drop(old);
+    let kept = PathBuf::from(format!("{path}.format1"));
+    if kept.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(StoreError::Path {
+            path: kept.display().to_string(),
+            why: "is in the way of the original (move it away and run upgrade again)".into(),
+        });
+    }
+    std::fs::rename(dir, &kept).map_err(|e| io_at(dir, e))?;
+    std::fs::rename(&tmp, dir).map_err(|e| io_at(dir, e))?;
+    let (parent, _) = parent_and_name(dir)?;
+    sync_dir(&parent)?;
+    Ok(Upgraded {
+        loans,
+        events,
+        kept,
+    })
+}

@@ -1,0 +1,429 @@
+//! What only the sled backend has: creation and opening of a store directory, its lock, its
+//! on-disk format (segments, fingerprints) and the upgrade from format 1. The behaviour every
+//! backend shares is in `conformance.rs`.
+
+use arrears_core::chain::{compute_hash, GENESIS};
+use arrears_core::event::{Event, NewEvent};
+use arrears_core::{parse_event, validate::validate, Policy};
+use arrears_store::sled_backend::{fingerprint, upgrade, FORMAT_VERSION, SEGMENT_LIMIT};
+use arrears_store::{chunk, Mode, OpenGate, SledBackend, Store, StoreError};
+use chrono::{TimeZone, Utc};
+use std::path::Path;
+use uuid::Uuid;
+
+const LOAN: &str = "00000000-0000-0000-0000-0000000000aa";
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
+}
+
+fn ev(line: &str) -> NewEvent {
+    let (mut e, _) = parse_event(line).unwrap();
+    validate(&mut e, &Policy::default()).unwrap();
+    e
+}
+
+fn disbursed(loan: &Uuid) -> NewEvent {
+    ev(&format!(
+        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
+    ))
+}
+
+fn pay(loan: &Uuid, reference: &str) -> NewEvent {
+    ev(&format!(
+        r#"{{"loan_id":"{loan}","type":"payment","on":"2024-02-05","amount":"10.00","reference":"{reference}"}}"#
+    ))
+}
+
+fn create(dir: &Path) -> Store<SledBackend> {
+    Store::new(SledBackend::open(dir, Mode::Create, None).unwrap())
+}
+
+fn existing(dir: &Path) -> Result<Store<SledBackend>, StoreError> {
+    SledBackend::open(dir, Mode::Existing, None).map(Store::new)
+}
+
+#[test]
+fn an_append_writes_one_segment_per_loan_and_later_appends_extend_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = create(&dir.path().join("db"));
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    s.append(
+        vec![disbursed(&a), pay(&a, "1"), disbursed(&b)],
+        &mut OpenGate,
+        now(),
+    )
+    .unwrap();
+    s.append(vec![pay(&a, "2")], &mut OpenGate, now()).unwrap();
+    let segments: Vec<_> = s
+        .backend()
+        .raw_tree()
+        .scan_prefix([b'e'])
+        .map(|kv| kv.unwrap())
+        .collect();
+    // One segment per loan: the second append rewrote loan a's segment.
+    assert_eq!(segments.len(), 2);
+    let sizes: Vec<usize> = segments
+        .iter()
+        .map(|(_, v)| chunk::decode(v).unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![3, 1]);
+    // No per-event index values: the tree holds metadata, segments, log and fingerprint runs.
+    let prefixes: std::collections::BTreeMap<u8, usize> =
+        s.backend()
+            .raw_tree()
+            .iter()
+            .fold(Default::default(), |mut m, kv| {
+                *m.entry(kv.unwrap().0[0]).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        prefixes,
+        [(b'e', 2), (b'f', 2), (b'l', 2), (b'm', 2)]
+            .into_iter()
+            .collect()
+    );
+}
+
+#[test]
+fn a_long_stream_continues_in_a_new_segment_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = create(&dir.path().join("db"));
+    let a = Uuid::from_u128(1);
+    s.append(vec![disbursed(&a)], &mut OpenGate, now()).unwrap();
+    let mut n = 1;
+    while s.backend().raw_tree().scan_prefix([b'e']).count() < 3 {
+        s.append(vec![pay(&a, &"x".repeat(200))], &mut OpenGate, now())
+            .unwrap();
+        n += 1;
+        assert!(n < 10_000);
+    }
+    for kv in s.backend().raw_tree().scan_prefix([b'e']) {
+        assert!(kv.unwrap().1.len() <= SEGMENT_LIMIT);
+    }
+    assert_eq!(s.stream(a, None).unwrap().len(), n);
+    assert_eq!(s.heads().unwrap()[0].1.seq, n as u64);
+    assert_eq!(s.verify().unwrap(), None);
+}
+
+#[test]
+fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let s = create(&path);
+    let ids: Vec<Uuid> = (0..40u128).map(|i| Uuid::from_u128(1000 + i)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut d = disbursed(&Uuid::from_u128(i as u128 + 1));
+        d.event_id = Some(*id);
+        s.append(vec![d], &mut OpenGate, now()).unwrap();
+    }
+    let runs = s.backend().raw_tree().scan_prefix([b'f']).count();
+    assert!(runs <= 32, "{runs} runs");
+    drop(s);
+    let s = existing(&path).unwrap();
+    // Every id is still found under its own loan when reused for another.
+    for (i, id) in ids.iter().enumerate().step_by(7) {
+        let mut d = disbursed(&Uuid::from_u128(999));
+        d.event_id = Some(*id);
+        let e = s.append(vec![d], &mut OpenGate, now()).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "stored for loan {}",
+                Uuid::from_u128(i as u128 + 1)
+            )),
+            "{e}"
+        );
+    }
+    assert_ne!(fingerprint(&ids[0]), fingerprint(&ids[1]));
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    for mode in [Mode::Create, Mode::Existing] {
+        let e = SledBackend::open(dir.path(), mode, None).err().unwrap();
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "hello"
+    );
+    // A store path under a regular file is named as such.
+    let under = dir.path().join("notes.txt").join("db");
+    let e = SledBackend::open(&under, Mode::Create, None).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: a parent of this path is a file, not a directory",
+            under.display()
+        )
+    );
+}
+
+#[test]
+fn newer_and_older_formats_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let s = create(&path);
+        s.backend()
+            .raw_tree()
+            .insert(b"mformat", &99u32.to_be_bytes())
+            .unwrap();
+        s.backend().flush().unwrap();
+    }
+    let e = existing(&path).err().unwrap();
+    assert!(matches!(e, StoreError::FormatTooNew { found: 99, .. }));
+    assert!(
+        e.to_string().contains(&format!(
+            "has on-disk format 99; this build reads format {FORMAT_VERSION}"
+        )),
+        "{e}"
+    );
+    {
+        let db = arrears_store::sled_backend::open_raw(&path).unwrap();
+        db.open_tree("arrears")
+            .unwrap()
+            .insert(b"mformat", &1u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let e = existing(&path).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the store at {p} has the older on-disk format 1; convert it once with `arrears --store {p} upgrade` (the original is kept beside it)",
+            p = path.display()
+        )
+    );
+}
+
+#[test]
+fn a_second_open_of_a_held_store_fails_at_once_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let _held = create(&path);
+    let started = std::time::Instant::now();
+    let e = existing(&path).err().unwrap();
+    // A guard against waiting on the lock (a refusal is one failed `flock`), not a speed check.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    match &e {
+        StoreError::Locked {
+            holder: Some(h), ..
+        } => {
+            assert!(
+                h.starts_with(&format!("pid {}: ", std::process::id())),
+                "{h}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        e.to_string().contains("retry, or pass --wait SECONDS"),
+        "{e}"
+    );
+}
+
+/// Write `events` (one loan's stream each, in order) as a format-1 store: encoding-2 chunks
+/// (one per loan), `h` heads, an `i` id index value per event, one `l` log run per loan.
+fn write_format1(path: &Path, streams: &[Vec<Event>]) {
+    let db = sled::open(path).unwrap();
+    let t = db.open_tree("arrears").unwrap();
+    t.insert(b"mformat", &1u32.to_be_bytes()).unwrap();
+    let mut pos = 1u64;
+    for evs in streams {
+        let loan = evs[0].loan_id;
+        let mut chunk2 = vec![2u8];
+        chunk2.extend_from_slice(&chunk::encode_events(evs));
+        let mut k = vec![b'e'];
+        k.extend_from_slice(loan.as_bytes());
+        k.extend_from_slice(&1u64.to_be_bytes());
+        t.insert(k, chunk2).unwrap();
+        let last = evs.last().unwrap();
+        let mut h = last.seq.to_be_bytes().to_vec();
+        h.extend_from_slice(&last.hash.0);
+        h.extend_from_slice(&last.recorded_at.timestamp_micros().to_be_bytes());
+        let mut hk = vec![b'h'];
+        hk.extend_from_slice(loan.as_bytes());
+        t.insert(hk, h).unwrap();
+        for e in evs {
+            let mut ik = vec![b'i'];
+            ik.extend_from_slice(e.event_id.as_bytes());
+            let mut iv = loan.as_bytes().to_vec();
+            iv.extend_from_slice(&e.seq.to_be_bytes());
+            t.insert(ik, iv).unwrap();
+        }
+        let mut lk = vec![b'l'];
+        lk.extend_from_slice(&pos.to_be_bytes());
+        let mut lv = loan.as_bytes().to_vec();
+        lv.extend_from_slice(&1u64.to_be_bytes());
+        lv.extend_from_slice(&(evs.len() as u32).to_be_bytes());
+        t.insert(lk, lv).unwrap();
+        pos += evs.len() as u64;
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Build the streams with a current store (memory), then lay them out as format 1.
+    let mem = Store::new(arrears_store::MemoryBackend::new());
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    mem.append(vec![disbursed(&a), pay(&a, "1")], &mut OpenGate, now())
+        .unwrap();
+    mem.append(vec![disbursed(&b)], &mut OpenGate, now())
+        .unwrap();
+    let streams = vec![mem.stream(a, None).unwrap(), mem.stream(b, None).unwrap()];
+    let path = dir.path().join("db");
+    write_format1(&path, &streams);
+    assert!(matches!(
+        existing(&path).err().unwrap(),
+        StoreError::FormatTooOld { found: 1, .. }
+    ));
+    let done = upgrade(&path).unwrap();
+    assert_eq!((done.loans, done.events), (2, 3));
+    assert_eq!(done.kept, dir.path().join("db.format1"));
+    assert!(done.kept.join("conf").exists());
+    let s = existing(&path).unwrap();
+    assert_eq!(s.verify().unwrap(), None);
+    assert_eq!(s.stream(a, None).unwrap(), streams[0]);
+    assert_eq!(s.stream(b, None).unwrap(), streams[1]);
+    // The log keeps its positions (a's two events, then b's); the digest is the same as the
+    // same streams give in any store.
+    let log: Vec<(u64, Uuid, u64)> = s
+        .log(1, 10)
+        .unwrap()
+        .iter()
+        .map(|e| (e.position, e.loan_id, e.seq))
+        .collect();
+    assert_eq!(log, vec![(1, a, 1), (2, a, 2), (3, b, 1)]);
+    assert_eq!(s.digest().unwrap(), mem.digest().unwrap());
+    // Ids stay idempotent after the upgrade, within and across loans.
+    let again = NewEvent {
+        event_id: Some(streams[0][1].event_id),
+        ..pay(&a, "1")
+    };
+    assert!(s.append(vec![again], &mut OpenGate, now()).unwrap()[0].existed);
+    let across = NewEvent {
+        event_id: Some(streams[0][1].event_id),
+        ..pay(&b, "1")
+    };
+    assert!(s.append(vec![across], &mut OpenGate, now()).is_err());
+    // Upgrading twice is refused clearly.
+    drop(s);
+    assert!(upgrade(&path)
+        .unwrap_err()
+        .to_string()
+        .contains("nothing to upgrade"));
+}
+
+#[test]
+fn the_binary_encoding_round_trips_every_kind() {
+    let lines = [
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","currency":"USD","borrower":"借款人-7","terms":{{"daily_rate":"0.00050","penalty_multiplier":"1.5","grace_days":3,"compound":false,"repayment":{{"kind":"installments","count":3,"method":"equal_installment"}}}}}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-31","principal":"1000.00","terms":{{"daily_rate":"0","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":2,"method":"equal_principal"}}}}}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"0.01","reference":"bank-1"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"missed","installment":2,"observed_on":"9999-12-31"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","new_due_on":"2024-03-20","waive_penalty":"all","waive_interest":"5.00"}}"#
+        ),
+        format!(
+            r#"{{"loan_id":"{LOAN}","type":"negotiated_extension","agreed_on":"2024-02-20","waive_penalty":"1.25","installments":[{{"due_on":"2024-03-20","principal":"500.00","interest":"3.00"}}]}}"#
+        ),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let new = ev(line);
+        let mut e = Event {
+            event_id: Uuid::from_u128(i as u128 + 1),
+            loan_id: new.loan_id,
+            seq: i as u64 + 1,
+            recorded_at: Utc.timestamp_micros(1_700_000_000_123_456).unwrap(),
+            body: new.body,
+            prev_hash: GENESIS,
+            hash: GENESIS,
+        };
+        e.hash = compute_hash(&e);
+        let bytes = chunk::encode(std::slice::from_ref(&e));
+        assert_eq!(bytes[0], 3);
+        assert_eq!(chunk::header(&bytes).unwrap(), Some(chunk::head_of(&e)));
+        let back = chunk::decode(&bytes).unwrap().remove(0);
+        assert_eq!(back, e);
+        assert_eq!(
+            back.to_json(),
+            e.to_json(),
+            "rates keep their written scale"
+        );
+        assert_eq!(compute_hash(&back), e.hash);
+    }
+}
+
+#[test]
+fn a_store_half_made_by_an_older_version_is_reported_and_then_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // What a kill during sled's own creation leaves: `blobs/` (and maybe `db`) without `conf`.
+    std::fs::create_dir_all(path.join("blobs")).unwrap();
+    std::fs::write(path.join("db"), b"").unwrap();
+    let e = existing(&path).err().unwrap();
+    assert!(matches!(e, StoreError::HalfMade { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(&format!(
+            "`arrears --store {} append` finishes it",
+            path.display()
+        )),
+        "{e}"
+    );
+    // The writer's open finishes it: a complete, empty store.
+    let s = create(&path);
+    assert!(s.heads().unwrap().is_empty());
+    drop(s);
+    assert!(existing(&path).is_ok());
+}
+
+#[test]
+fn a_missing_store_is_not_created_by_a_reader_and_foreign_files_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nothing-here");
+    let e = existing(&path).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "no arrears store at {} (append creates one)",
+            path.display()
+        )
+    );
+    assert!(!path.exists());
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("notes.txt"), "mine").unwrap();
+    assert!(matches!(
+        SledBackend::open(&path, Mode::Create, None).err().unwrap(),
+        StoreError::NotAStore { .. }
+    ));
+    assert_eq!(
+        std::fs::read_to_string(path.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn creation_leaves_no_temporary_directory_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(create(&path));
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["db".to_owned()]);
+    let _ = LOAN;
+}
