@@ -8,6 +8,7 @@ use arrears_core::event::{fmt_timestamp, Date, Timestamp};
 use arrears_core::Policy;
 
 use crate::fold::{add_days, Loan};
+use crate::json;
 use crate::stage::{self, Stage, StageInput};
 
 use arrears_core::money::amount_str::serialize as amt;
@@ -67,6 +68,17 @@ pub enum InstallmentStatus {
     Overdue,
 }
 
+impl InstallmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallmentStatus::Paid => "paid",
+            InstallmentStatus::Future => "future",
+            InstallmentStatus::Due => "due",
+            InstallmentStatus::Overdue => "overdue",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstallmentView {
     pub n: u32,
@@ -87,6 +99,15 @@ pub struct InstallmentView {
 pub enum AnomalyKind {
     MissedButPaid,
     UnrecordedMiss,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::MissedButPaid => "missed_but_paid",
+            AnomalyKind::UnrecordedMiss => "unrecorded_miss",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -125,9 +146,114 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// The exact JSON object, one line.
+    /// The exact JSON object, one line: the bytes `serde_json::to_string(self)` gives, written
+    /// directly by [`Projection::write_json`].
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("projections always serialise")
+        let mut s = String::with_capacity(self.json_len_hint());
+        self.write_json(&mut s);
+        s
+    }
+
+    /// A capacity that holds the JSON object of most projections without growing.
+    pub fn json_len_hint(&self) -> usize {
+        640 + self.policy.len()
+            + self.currency.len()
+            + 160 * self.installments.len()
+            + 48 * self.anomalies.len()
+    }
+
+    /// Append the JSON object to `out`, byte for byte what the `Serialize` derive gives through
+    /// serde_json, with no allocation besides `out` growing.
+    pub fn write_json(&self, out: &mut String) {
+        out.push_str("{\"loan_id\":");
+        json::uuid(out, &self.loan_id);
+        out.push_str(",\"as_of\":");
+        json::date(out, self.as_of);
+        out.push_str(",\"known_at\":");
+        match &self.known_at {
+            Some(t) => json::timestamp(out, t),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"version\":");
+        json::uint(out, self.version);
+        out.push_str(",\"policy\":");
+        json::string(out, &self.policy);
+        out.push_str(",\"currency\":");
+        json::string(out, &self.currency);
+        out.push_str(",\"status\":");
+        json::string(out, self.status);
+        let o = &self.outstanding;
+        out.push_str(",\"outstanding\":{\"principal\":");
+        json::amount(out, o.principal);
+        out.push_str(",\"interest\":");
+        json::amount(out, o.interest);
+        out.push_str(",\"penalty\":");
+        json::amount(out, o.penalty);
+        out.push_str(",\"total\":");
+        json::amount(out, o.total);
+        out.push_str("},\"overdue\":{\"principal\":");
+        json::amount(out, self.overdue.principal);
+        out.push_str(",\"interest\":");
+        json::amount(out, self.overdue.interest);
+        out.push_str("},\"paid\":{\"principal\":");
+        json::amount(out, self.paid.principal);
+        out.push_str(",\"interest\":");
+        json::amount(out, self.paid.interest);
+        out.push_str(",\"penalty\":");
+        json::amount(out, self.paid.penalty);
+        out.push_str("},\"waived\":{\"penalty\":");
+        json::amount(out, self.waived.penalty);
+        out.push_str(",\"interest\":");
+        json::amount(out, self.waived.interest);
+        out.push_str("},\"penalty_accrued\":");
+        json::amount(out, self.penalty_accrued);
+        out.push_str(",\"overpaid\":");
+        json::amount(out, self.overpaid);
+        out.push_str(",\"days_past_due\":");
+        json::int(out, self.days_past_due);
+        out.push_str(",\"stage\":");
+        json::string(out, self.stage.as_str());
+        out.push_str(",\"class\":");
+        json::string(out, self.class);
+        out.push_str(",\"bucket\":");
+        json::string(out, self.bucket);
+        out.push_str(",\"extensions\":");
+        json::uint(out, self.extensions.into());
+        out.push_str(",\"broken_promise\":");
+        json::boolean(out, self.broken_promise);
+        out.push_str(",\"installments\":[");
+        for (k, i) in self.installments.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"n\":");
+            json::uint(out, i.n.into());
+            out.push_str(",\"due_on\":");
+            json::date(out, i.due_on);
+            out.push_str(",\"principal\":");
+            json::amount(out, i.principal);
+            out.push_str(",\"interest\":");
+            json::amount(out, i.interest);
+            out.push_str(",\"paid_principal\":");
+            json::amount(out, i.paid_principal);
+            out.push_str(",\"paid_interest\":");
+            json::amount(out, i.paid_interest);
+            out.push_str(",\"status\":");
+            json::string(out, i.status.as_str());
+            out.push('}');
+        }
+        out.push_str("],\"anomalies\":[");
+        for (k, a) in self.anomalies.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"kind\":");
+            json::string(out, a.kind.as_str());
+            out.push_str(",\"installment\":");
+            json::uint(out, a.installment.into());
+            out.push('}');
+        }
+        out.push_str("]}");
     }
 }
 

@@ -282,6 +282,31 @@ proptest! {
         }
     }
 
+    /// The direct writer gives serde_json's bytes on real projections: random streams, as-of
+    /// dates, known-at cut-offs (with fractional seconds) and policy names needing escapes.
+    #[test]
+    fn write_json_equals_serde_json(
+        spec in spec(),
+        nanos in prop_oneof![Just(0u32), (1u32..1000).prop_map(|ms| ms * 1_000_000), 1u32..1_000_000_000],
+        name in prop_oneof![Just("default-v1".to_owned()), "\\PC{0,10}", any::<String>()],
+        extra_days in 0u32..800,
+    ) {
+        let policy = Policy { name, ..Policy::default() };
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let known_at = spec
+            .known_at_pick
+            .and_then(|i| events.get(i))
+            .map(|e| e.recorded_at + chrono::Duration::nanoseconds(nanos.into()));
+        let on = events[0].business_date();
+        for as_of in [plus(on, spec.as_of_offset), plus(on, spec.as_of_offset + extra_days)] {
+            if let Some(p) = replay(&events, as_of, known_at, &policy) {
+                let want = serde_json::to_string(&p).unwrap();
+                prop_assert_eq!(p.to_json(), want);
+            }
+        }
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
