@@ -1,11 +1,12 @@
 //! Allocation-free JSON building blocks for the direct §7 writer ([`crate::Projection::write_json`]).
 //!
-//! Each function appends exactly the bytes `serde_json` writes for the same value through the
-//! serde impls the projection types use (`amount_str`, chrono's `NaiveDate`, `fmt_timestamp`,
-//! uuid's hyphenated form, serde_json's string escaping). `tests` and `tests/model.rs` check
-//! them against serde_json.
+//! Each function appends to a byte buffer exactly the bytes `serde_json` writes for the same
+//! value through the serde impls the projection types use (`amount_str`, chrono's `NaiveDate`,
+//! `fmt_timestamp`, uuid's hyphenated form, serde_json's string escaping); every byte written
+//! is ASCII or comes from a `&str`, so the buffer stays UTF-8. `tests` here, `tests/json.rs` and
+//! `tests/model.rs` check them against serde_json.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use chrono::{Datelike, Timelike};
 use rust_decimal::Decimal;
@@ -13,31 +14,49 @@ use uuid::Uuid;
 
 use arrears_core::event::{Date, Timestamp};
 
-/// Append ASCII bytes (digits, punctuation) to `out`.
-#[inline]
-fn push_ascii(out: &mut String, bytes: &[u8]) {
-    debug_assert!(bytes.is_ascii());
-    out.extend(bytes.iter().map(|&b| char::from(b)));
-}
+/// "00" "01" … "99": two digits per division.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
-/// Digits of `v` into the end of `buf`, left-padded with zeros to at least `min` digits; the
-/// index of the first digit. `buf` must hold the digits (39 for a `u128`).
+/// Room for the digits of any `u128` (39).
+const DIGITS: usize = 40;
+
+/// Digits of `v` into the end of `buf`, left-padded with zeros to at least `min` digits
+/// (`min` ≤ 40); the index of the first digit.
 #[inline]
-fn digits(buf: &mut [u8; 40], mut v: u128, min: usize) -> usize {
-    let mut i = buf.len();
-    // Most values fit a u64, whose division is far cheaper than a u128's.
-    while v > u64::MAX as u128 {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+fn digits(buf: &mut [u8; DIGITS], v: u128, min: usize) -> usize {
+    let mut i = DIGITS;
+    // Decimal mantissas reach 96 bits; most values fit a u64, whose division is far cheaper.
+    let mut w = if v > u64::MAX as u128 {
+        let mut v = v;
+        while v > u64::MAX as u128 {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        v as u64
+    } else {
+        v as u64
+    };
+    while w >= 100 {
+        let r = (w % 100) as usize * 2;
+        w /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
     }
-    let mut w = v as u64;
-    while w != 0 {
+    if w >= 10 {
+        let r = w as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    } else if w > 0 {
         i -= 1;
-        buf[i] = b'0' + (w % 10) as u8;
-        w /= 10;
+        buf[i] = b'0' + w as u8;
     }
-    while buf.len() - i < min {
+    while DIGITS - i < min {
         i -= 1;
         buf[i] = b'0';
     }
@@ -46,81 +65,84 @@ fn digits(buf: &mut [u8; 40], mut v: u128, min: usize) -> usize {
 
 /// An unsigned integer, as serde_json writes it.
 #[inline]
-pub fn uint(out: &mut String, v: u64) {
-    let mut buf = [0u8; 40];
+pub fn uint(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; DIGITS];
     let i = digits(&mut buf, v as u128, 1);
-    push_ascii(out, &buf[i..]);
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// A signed integer, as serde_json writes it.
 #[inline]
-pub fn int(out: &mut String, v: i64) {
+pub fn int(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
-        out.push('-');
+        out.push(b'-');
     }
     uint(out, v.unsigned_abs());
 }
 
 /// An amount as a JSON string with two decimals: the bytes of `amount_str::serialize`
-/// (`rescale(2)`, then `Decimal`'s `Display`, which writes a `-` for any negative sign, zero
-/// included).
-pub fn amount(out: &mut String, d: Decimal) {
+/// (`rescale(2)`, then `Decimal`'s `Display`, which writes a `-` for any negative sign bit).
+pub fn amount(out: &mut Vec<u8>, d: Decimal) {
     let mut d = d;
-    d.rescale(2);
-    let scale = d.scale() as usize;
-    out.push('"');
-    if d.is_sign_negative() {
-        out.push('-');
+    if d.scale() != 2 {
+        d.rescale(2);
     }
-    let mut buf = [0u8; 40];
+    // Scale 2 except for values too large to carry two decimals (rescale keeps what fits).
+    let scale = d.scale() as usize;
+    let mut buf = [0u8; DIGITS];
     // At least one digit before the point: "0.05", and "0" for zero at scale 0.
     let i = digits(&mut buf, d.mantissa().unsigned_abs(), scale + 1);
-    let point = buf.len() - scale;
-    push_ascii(out, &buf[i..point]);
-    if scale > 0 {
-        out.push('.');
-        push_ascii(out, &buf[point..]);
+    let point = DIGITS - scale;
+    out.push(b'"');
+    if d.is_sign_negative() {
+        out.push(b'-');
     }
-    out.push('"');
+    out.extend_from_slice(&buf[i..point]);
+    if scale > 0 {
+        out.push(b'.');
+        out.extend_from_slice(&buf[point..]);
+    }
+    out.push(b'"');
 }
 
 /// Two digits, zero-padded.
 #[inline]
-fn two(out: &mut String, v: u32) {
+fn two(out: &mut Vec<u8>, v: u32) {
     debug_assert!(v < 100);
-    push_ascii(out, &[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+    let r = v as usize * 2;
+    out.extend_from_slice(&PAIRS[r..r + 2]);
 }
 
 /// `YYYY-MM-DD` as chrono writes it (an explicit sign and at least four digits outside
 /// 0000..=9999).
-fn date_body(out: &mut String, d: Date) {
+fn date_body(out: &mut Vec<u8>, d: Date) {
     let year = d.year();
     if (0..=9999).contains(&year) {
         two(out, year as u32 / 100);
         two(out, year as u32 % 100);
     } else {
-        let _ = write!(out, "{year:+05}");
+        write!(out, "{year:+05}").expect("writing to a Vec never fails");
     }
-    out.push('-');
+    out.push(b'-');
     two(out, d.month());
-    out.push('-');
+    out.push(b'-');
     two(out, d.day());
 }
 
 /// A date as a JSON string.
-pub fn date(out: &mut String, d: Date) {
-    out.push('"');
+pub fn date(out: &mut Vec<u8>, d: Date) {
+    out.push(b'"');
     date_body(out, d);
-    out.push('"');
+    out.push(b'"');
 }
 
 /// A timestamp as a JSON string: the bytes of `fmt_timestamp` (RFC 3339, `AutoSi` fractional
 /// seconds, `Z`).
-pub fn timestamp(out: &mut String, t: &Timestamp) {
+pub fn timestamp(out: &mut Vec<u8>, t: &Timestamp) {
     let dt = t.naive_utc();
-    out.push('"');
+    out.push(b'"');
     date_body(out, dt.date());
-    out.push('T');
+    out.push(b'T');
     let (hour, min, mut sec) = (dt.hour(), dt.minute(), dt.second());
     let mut nano = dt.nanosecond();
     if nano >= 1_000_000_000 {
@@ -129,9 +151,9 @@ pub fn timestamp(out: &mut String, t: &Timestamp) {
         nano -= 1_000_000_000;
     }
     two(out, hour);
-    out.push(':');
+    out.push(b':');
     two(out, min);
-    out.push(':');
+    out.push(b':');
     two(out, sec);
     if nano != 0 {
         let (v, width) = if nano.is_multiple_of(1_000_000) {
@@ -141,69 +163,66 @@ pub fn timestamp(out: &mut String, t: &Timestamp) {
         } else {
             (nano, 9)
         };
-        let mut buf = [0u8; 40];
+        let mut buf = [0u8; DIGITS];
         let i = digits(&mut buf, v as u128, width);
-        out.push('.');
-        push_ascii(out, &buf[i..]);
+        out.push(b'.');
+        out.extend_from_slice(&buf[i..]);
     }
-    out.push_str("Z\"");
+    out.extend_from_slice(b"Z\"");
 }
 
 /// A UUID as a JSON string, hyphenated lower-case.
-pub fn uuid(out: &mut String, id: &Uuid) {
+pub fn uuid(out: &mut Vec<u8>, id: &Uuid) {
     let mut buf = Uuid::encode_buffer();
-    out.push('"');
-    out.push_str(id.hyphenated().encode_lower(&mut buf));
-    out.push('"');
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+    out.push(b'"');
 }
 
 /// A JSON string, escaped exactly as serde_json does: `"` and `\` backslashed, `\b \t \n \f \r`
 /// by name, other control characters below U+0020 as `\u00xx` (lower-case hex); everything else,
 /// DEL and non-ASCII included, as is.
-pub fn string(out: &mut String, s: &str) {
+pub fn string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
+    out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            0x0c => "\\f",
-            b'\r' => "\\r",
-            0x00..=0x1f => "",
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0x00..=0x1f => b"",
             _ => continue,
         };
-        // Only ASCII bytes end a run, so `start..i` is on char boundaries.
-        out.push_str(&s[start..i]);
+        out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
-            push_ascii(
-                out,
-                &[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ],
-            );
+            let hex = [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ];
+            out.extend_from_slice(&hex);
         } else {
-            out.push_str(esc);
+            out.extend_from_slice(esc);
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// A boolean.
 #[inline]
-pub fn boolean(out: &mut String, b: bool) {
-    out.push_str(if b { "true" } else { "false" });
+pub fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
 #[cfg(test)]
@@ -212,10 +231,10 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
     use std::str::FromStr;
 
-    fn via<F: Fn(&mut String)>(f: F) -> String {
-        let mut s = String::new();
+    fn via<F: Fn(&mut Vec<u8>)>(f: F) -> String {
+        let mut s = Vec::new();
         f(&mut s);
-        s
+        String::from_utf8(s).unwrap()
     }
 
     fn serde_amount(d: Decimal) -> String {

@@ -149,9 +149,9 @@ impl Projection {
     /// The exact JSON object, one line: the bytes `serde_json::to_string(self)` gives, written
     /// directly by [`Projection::write_json`].
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(self.json_len_hint());
-        self.write_json(&mut s);
-        s
+        let mut v = Vec::with_capacity(self.json_len_hint());
+        self.write_json(&mut v);
+        String::from_utf8(v).expect("the writer writes UTF-8")
     }
 
     /// A capacity that holds the JSON object of most projections without growing.
@@ -163,97 +163,97 @@ impl Projection {
     }
 
     /// Append the JSON object to `out`, byte for byte what the `Serialize` derive gives through
-    /// serde_json, with no allocation besides `out` growing.
-    pub fn write_json(&self, out: &mut String) {
-        out.push_str("{\"loan_id\":");
+    /// serde_json (UTF-8), with no allocation besides `out` growing.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"loan_id\":");
         json::uuid(out, &self.loan_id);
-        out.push_str(",\"as_of\":");
+        out.extend_from_slice(b",\"as_of\":");
         json::date(out, self.as_of);
-        out.push_str(",\"known_at\":");
+        out.extend_from_slice(b",\"known_at\":");
         match &self.known_at {
             Some(t) => json::timestamp(out, t),
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         }
-        out.push_str(",\"version\":");
+        out.extend_from_slice(b",\"version\":");
         json::uint(out, self.version);
-        out.push_str(",\"policy\":");
+        out.extend_from_slice(b",\"policy\":");
         json::string(out, &self.policy);
-        out.push_str(",\"currency\":");
+        out.extend_from_slice(b",\"currency\":");
         json::string(out, &self.currency);
-        out.push_str(",\"status\":");
+        out.extend_from_slice(b",\"status\":");
         json::string(out, self.status);
         let o = &self.outstanding;
-        out.push_str(",\"outstanding\":{\"principal\":");
+        out.extend_from_slice(b",\"outstanding\":{\"principal\":");
         json::amount(out, o.principal);
-        out.push_str(",\"interest\":");
+        out.extend_from_slice(b",\"interest\":");
         json::amount(out, o.interest);
-        out.push_str(",\"penalty\":");
+        out.extend_from_slice(b",\"penalty\":");
         json::amount(out, o.penalty);
-        out.push_str(",\"total\":");
+        out.extend_from_slice(b",\"total\":");
         json::amount(out, o.total);
-        out.push_str("},\"overdue\":{\"principal\":");
+        out.extend_from_slice(b"},\"overdue\":{\"principal\":");
         json::amount(out, self.overdue.principal);
-        out.push_str(",\"interest\":");
+        out.extend_from_slice(b",\"interest\":");
         json::amount(out, self.overdue.interest);
-        out.push_str("},\"paid\":{\"principal\":");
+        out.extend_from_slice(b"},\"paid\":{\"principal\":");
         json::amount(out, self.paid.principal);
-        out.push_str(",\"interest\":");
+        out.extend_from_slice(b",\"interest\":");
         json::amount(out, self.paid.interest);
-        out.push_str(",\"penalty\":");
+        out.extend_from_slice(b",\"penalty\":");
         json::amount(out, self.paid.penalty);
-        out.push_str("},\"waived\":{\"penalty\":");
+        out.extend_from_slice(b"},\"waived\":{\"penalty\":");
         json::amount(out, self.waived.penalty);
-        out.push_str(",\"interest\":");
+        out.extend_from_slice(b",\"interest\":");
         json::amount(out, self.waived.interest);
-        out.push_str("},\"penalty_accrued\":");
+        out.extend_from_slice(b"},\"penalty_accrued\":");
         json::amount(out, self.penalty_accrued);
-        out.push_str(",\"overpaid\":");
+        out.extend_from_slice(b",\"overpaid\":");
         json::amount(out, self.overpaid);
-        out.push_str(",\"days_past_due\":");
+        out.extend_from_slice(b",\"days_past_due\":");
         json::int(out, self.days_past_due);
-        out.push_str(",\"stage\":");
+        out.extend_from_slice(b",\"stage\":");
         json::string(out, self.stage.as_str());
-        out.push_str(",\"class\":");
+        out.extend_from_slice(b",\"class\":");
         json::string(out, self.class);
-        out.push_str(",\"bucket\":");
+        out.extend_from_slice(b",\"bucket\":");
         json::string(out, self.bucket);
-        out.push_str(",\"extensions\":");
+        out.extend_from_slice(b",\"extensions\":");
         json::uint(out, self.extensions.into());
-        out.push_str(",\"broken_promise\":");
+        out.extend_from_slice(b",\"broken_promise\":");
         json::boolean(out, self.broken_promise);
-        out.push_str(",\"installments\":[");
+        out.extend_from_slice(b",\"installments\":[");
         for (k, i) in self.installments.iter().enumerate() {
             if k > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str("{\"n\":");
+            out.extend_from_slice(b"{\"n\":");
             json::uint(out, i.n.into());
-            out.push_str(",\"due_on\":");
+            out.extend_from_slice(b",\"due_on\":");
             json::date(out, i.due_on);
-            out.push_str(",\"principal\":");
+            out.extend_from_slice(b",\"principal\":");
             json::amount(out, i.principal);
-            out.push_str(",\"interest\":");
+            out.extend_from_slice(b",\"interest\":");
             json::amount(out, i.interest);
-            out.push_str(",\"paid_principal\":");
+            out.extend_from_slice(b",\"paid_principal\":");
             json::amount(out, i.paid_principal);
-            out.push_str(",\"paid_interest\":");
+            out.extend_from_slice(b",\"paid_interest\":");
             json::amount(out, i.paid_interest);
-            out.push_str(",\"status\":");
+            out.extend_from_slice(b",\"status\":");
             json::string(out, i.status.as_str());
-            out.push('}');
+            out.push(b'}');
         }
-        out.push_str("],\"anomalies\":[");
+        out.extend_from_slice(b"],\"anomalies\":[");
         for (k, a) in self.anomalies.iter().enumerate() {
             if k > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str("{\"kind\":");
+            out.extend_from_slice(b"{\"kind\":");
             json::string(out, a.kind.as_str());
-            out.push_str(",\"installment\":");
+            out.extend_from_slice(b",\"installment\":");
             json::uint(out, a.installment.into());
-            out.push('}');
+            out.push(b'}');
         }
-        out.push_str("]}");
+        out.extend_from_slice(b"]}");
     }
 }
 
