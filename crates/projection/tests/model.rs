@@ -421,3 +421,35 @@ fn streams_cover_the_interesting_cases() {
             && mbp > 0
     );
 }
+
+/// Long schedules (24 installments: more stretch boundaries and allocation candidates than the
+/// fold keeps on the stack) against the naive reference, with payments spread over two years.
+#[test]
+fn long_schedules_match_reference() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut checked = 0;
+    for _ in 0..60 {
+        let mut spec = spec().new_tree(&mut runner).unwrap().current();
+        spec.repayment = (false, 24, spec.repayment.2);
+        spec.principal_cents = spec.principal_cents.max(24_000) * 10;
+        for (k, a) in spec.actions.iter_mut().enumerate() {
+            if let Action::Pay { offset, .. } = a {
+                *offset += 60 * k as u32;
+            }
+        }
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        for extra in [0u32, 200, 800] {
+            let as_of = plus(events[0].business_date(), spec.as_of_offset + extra);
+            let fast = replay(&events, as_of, None, &policy)
+                .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+            let naive = reference::project(&events, as_of, None, &policy.name);
+            assert_eq!(fast, naive);
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
