@@ -20,6 +20,44 @@ use arrears_core::money::round_cents;
 
 use crate::stage::{Stage, StageInput};
 
+/// A short list kept on the stack, moving to the heap past `N` items: the fold's scratch lists
+/// (stretch boundaries, allocation order) without an allocation per call for typical loans.
+struct Short<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> Short<T, N> {
+    fn new(fill: T) -> Self {
+        Short {
+            inline: [fill; N],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, x: T) {
+        if self.len < N {
+            self.inline[self.len] = x;
+            self.len += 1;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline);
+            }
+            self.heap.push(x);
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.heap.is_empty() {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+}
+
 /// One day after `d`.
 pub(crate) fn next_day(d: Date) -> Date {
     d.checked_add_days(Days::new(1))
@@ -294,7 +332,9 @@ impl Loan {
         if a >= b {
             return;
         }
-        let mut points: Vec<Date> = vec![a, b];
+        let mut points: Short<Date, 32> = Short::new(a);
+        points.push(a);
+        points.push(b);
         for i in &self.installments {
             for s in &i.history {
                 if s.from > a && s.from < b {
@@ -305,9 +345,17 @@ impl Loan {
                 }
             }
         }
+        let points = points.as_mut_slice();
         points.sort_unstable();
-        points.dedup();
-        for w in points.windows(2) {
+        // Dedup in place: `points[..n]` are the distinct dates, ascending.
+        let mut n = 1;
+        for k in 1..points.len() {
+            if points[k] != points[n - 1] {
+                points[n] = points[k];
+                n += 1;
+            }
+        }
+        for w in points[..n].windows(2) {
             f(w[0], w[1], self.base_at(w[0], t));
         }
     }
@@ -399,11 +447,15 @@ impl Loan {
     }
 
     /// Installments still part of the schedule, in allocation order (due date, then n).
-    fn allocation_order(&self) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.installments.len())
-            .filter(|&i| !self.installments[i].removed)
-            .collect();
-        idx.sort_by_key(|&i| (self.installments[i].due_on, self.installments[i].n));
+    fn allocation_order(&self) -> Short<usize, 16> {
+        let mut idx = Short::new(0);
+        for (i, inst) in self.installments.iter().enumerate() {
+            if !inst.removed {
+                idx.push(i);
+            }
+        }
+        idx.as_mut_slice()
+            .sort_by_key(|&i| (self.installments[i].due_on, self.installments[i].n));
         idx
     }
 
@@ -456,7 +508,7 @@ impl Loan {
         self.penalty.paid += to_penalty;
         left -= to_penalty;
         let mut parts = Vec::new();
-        for i in self.allocation_order() {
+        for &i in self.allocation_order().as_mut_slice().iter() {
             if left.is_zero() {
                 break;
             }
@@ -502,7 +554,7 @@ impl Loan {
         // 2. Interest waiver, oldest installment first.
         let mut left = x.waive_interest.unwrap_or(Decimal::ZERO);
         let mut waived_interest = Decimal::ZERO;
-        for i in self.allocation_order() {
+        for &i in self.allocation_order().as_mut_slice().iter() {
             if left.is_zero() {
                 break;
             }
@@ -582,5 +634,26 @@ impl Loan {
             policy,
         )
         .0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Short;
+
+    #[test]
+    fn short_lists_spill_to_the_heap_in_order() {
+        for n in [0usize, 1, 3, 4, 5, 9, 40] {
+            let mut s: Short<usize, 4> = Short::new(0);
+            for x in 0..n {
+                s.push(x * 7 % 11);
+            }
+            let want: Vec<usize> = (0..n).map(|x| x * 7 % 11).collect();
+            assert_eq!(s.as_mut_slice(), &want[..], "{n}");
+            s.as_mut_slice().sort_unstable();
+            let mut sorted = want.clone();
+            sorted.sort_unstable();
+            assert_eq!(s.as_mut_slice(), &sorted[..]);
+        }
     }
 }

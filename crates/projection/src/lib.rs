@@ -15,6 +15,7 @@ use arrears_core::Policy;
 pub mod decide;
 pub mod explain;
 pub mod fold;
+pub mod json;
 pub mod stage;
 pub mod view;
 

@@ -8,6 +8,7 @@ use arrears_core::event::{fmt_timestamp, Date, Timestamp};
 use arrears_core::Policy;
 
 use crate::fold::{add_days, Loan};
+use crate::json;
 use crate::stage::{self, Stage, StageInput};
 
 use arrears_core::money::amount_str::serialize as amt;
@@ -67,6 +68,17 @@ pub enum InstallmentStatus {
     Overdue,
 }
 
+impl InstallmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallmentStatus::Paid => "paid",
+            InstallmentStatus::Future => "future",
+            InstallmentStatus::Due => "due",
+            InstallmentStatus::Overdue => "overdue",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstallmentView {
     pub n: u32,
@@ -87,6 +99,15 @@ pub struct InstallmentView {
 pub enum AnomalyKind {
     MissedButPaid,
     UnrecordedMiss,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::MissedButPaid => "missed_but_paid",
+            AnomalyKind::UnrecordedMiss => "unrecorded_miss",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -125,9 +146,114 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// The exact JSON object, one line.
+    /// The exact JSON object, one line: the bytes `serde_json::to_string(self)` gives, written
+    /// directly by [`Projection::write_json`].
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("projections always serialise")
+        let mut v = Vec::with_capacity(self.json_len_hint());
+        self.write_json(&mut v);
+        String::from_utf8(v).expect("the writer writes UTF-8")
+    }
+
+    /// A capacity that holds the JSON object of most projections without growing.
+    pub fn json_len_hint(&self) -> usize {
+        640 + self.policy.len()
+            + self.currency.len()
+            + 160 * self.installments.len()
+            + 48 * self.anomalies.len()
+    }
+
+    /// Append the JSON object to `out`, byte for byte what the `Serialize` derive gives through
+    /// serde_json (UTF-8), with no allocation besides `out` growing.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"loan_id\":");
+        json::uuid(out, &self.loan_id);
+        out.extend_from_slice(b",\"as_of\":");
+        json::date(out, self.as_of);
+        out.extend_from_slice(b",\"known_at\":");
+        match &self.known_at {
+            Some(t) => json::timestamp(out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"version\":");
+        json::uint(out, self.version);
+        out.extend_from_slice(b",\"policy\":");
+        json::string(out, &self.policy);
+        out.extend_from_slice(b",\"currency\":");
+        json::string(out, &self.currency);
+        out.extend_from_slice(b",\"status\":");
+        json::string(out, self.status);
+        let o = &self.outstanding;
+        out.extend_from_slice(b",\"outstanding\":{\"principal\":");
+        json::amount(out, o.principal);
+        out.extend_from_slice(b",\"interest\":");
+        json::amount(out, o.interest);
+        out.extend_from_slice(b",\"penalty\":");
+        json::amount(out, o.penalty);
+        out.extend_from_slice(b",\"total\":");
+        json::amount(out, o.total);
+        out.extend_from_slice(b"},\"overdue\":{\"principal\":");
+        json::amount(out, self.overdue.principal);
+        out.extend_from_slice(b",\"interest\":");
+        json::amount(out, self.overdue.interest);
+        out.extend_from_slice(b"},\"paid\":{\"principal\":");
+        json::amount(out, self.paid.principal);
+        out.extend_from_slice(b",\"interest\":");
+        json::amount(out, self.paid.interest);
+        out.extend_from_slice(b",\"penalty\":");
+        json::amount(out, self.paid.penalty);
+        out.extend_from_slice(b"},\"waived\":{\"penalty\":");
+        json::amount(out, self.waived.penalty);
+        out.extend_from_slice(b",\"interest\":");
+        json::amount(out, self.waived.interest);
+        out.extend_from_slice(b"},\"penalty_accrued\":");
+        json::amount(out, self.penalty_accrued);
+        out.extend_from_slice(b",\"overpaid\":");
+        json::amount(out, self.overpaid);
+        out.extend_from_slice(b",\"days_past_due\":");
+        json::int(out, self.days_past_due);
+        out.extend_from_slice(b",\"stage\":");
+        json::string(out, self.stage.as_str());
+        out.extend_from_slice(b",\"class\":");
+        json::string(out, self.class);
+        out.extend_from_slice(b",\"bucket\":");
+        json::string(out, self.bucket);
+        out.extend_from_slice(b",\"extensions\":");
+        json::uint(out, self.extensions.into());
+        out.extend_from_slice(b",\"broken_promise\":");
+        json::boolean(out, self.broken_promise);
+        out.extend_from_slice(b",\"installments\":[");
+        for (k, i) in self.installments.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"n\":");
+            json::uint(out, i.n.into());
+            out.extend_from_slice(b",\"due_on\":");
+            json::date(out, i.due_on);
+            out.extend_from_slice(b",\"principal\":");
+            json::amount(out, i.principal);
+            out.extend_from_slice(b",\"interest\":");
+            json::amount(out, i.interest);
+            out.extend_from_slice(b",\"paid_principal\":");
+            json::amount(out, i.paid_principal);
+            out.extend_from_slice(b",\"paid_interest\":");
+            json::amount(out, i.paid_interest);
+            out.extend_from_slice(b",\"status\":");
+            json::string(out, i.status.as_str());
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"anomalies\":[");
+        for (k, a) in self.anomalies.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"kind\":");
+            json::string(out, a.kind.as_str());
+            out.extend_from_slice(b",\"installment\":");
+            json::uint(out, a.installment.into());
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
     }
 }
 

@@ -282,6 +282,31 @@ proptest! {
         }
     }
 
+    /// The direct writer gives serde_json's bytes on real projections: random streams, as-of
+    /// dates, known-at cut-offs (with fractional seconds) and policy names needing escapes.
+    #[test]
+    fn write_json_equals_serde_json(
+        spec in spec(),
+        nanos in prop_oneof![Just(0u32), (1u32..1000).prop_map(|ms| ms * 1_000_000), 1u32..1_000_000_000],
+        name in prop_oneof![Just("default-v1".to_owned()), "\\PC{0,10}", any::<String>()],
+        extra_days in 0u32..800,
+    ) {
+        let policy = Policy { name, ..Policy::default() };
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let known_at = spec
+            .known_at_pick
+            .and_then(|i| events.get(i))
+            .map(|e| e.recorded_at + chrono::Duration::nanoseconds(nanos.into()));
+        let on = events[0].business_date();
+        for as_of in [plus(on, spec.as_of_offset), plus(on, spec.as_of_offset + extra_days)] {
+            if let Some(p) = replay(&events, as_of, known_at, &policy) {
+                let want = serde_json::to_string(&p).unwrap();
+                prop_assert_eq!(p.to_json(), want);
+            }
+        }
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
@@ -395,4 +420,36 @@ fn streams_cover_the_interesting_cases() {
             && grace_retro > 30
             && mbp > 0
     );
+}
+
+/// Long schedules (24 installments: more stretch boundaries and allocation candidates than the
+/// fold keeps on the stack) against the naive reference, with payments spread over two years.
+#[test]
+fn long_schedules_match_reference() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut checked = 0;
+    for _ in 0..60 {
+        let mut spec = spec().new_tree(&mut runner).unwrap().current();
+        spec.repayment = (false, 24, spec.repayment.2);
+        spec.principal_cents = spec.principal_cents.max(24_000) * 10;
+        for (k, a) in spec.actions.iter_mut().enumerate() {
+            if let Action::Pay { offset, .. } = a {
+                *offset += 60 * k as u32;
+            }
+        }
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        for extra in [0u32, 200, 800] {
+            let as_of = plus(events[0].business_date(), spec.as_of_offset + extra);
+            let fast = replay(&events, as_of, None, &policy)
+                .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+            let naive = reference::project(&events, as_of, None, &policy.name);
+            assert_eq!(fast, naive);
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
 }
