@@ -1,8 +1,10 @@
 //! The `arrears` command line as a library: the [`ledger::Ledger`] that composes store, policy
-//! and `decide`, the synthetic book generator, and output formatting. `main.rs` only parses
+//! and `decide`, the synthetic book generator, the portfolio summaries (groups by stage, bucket
+//! and class; roll rates; the `loans` filter) and output formatting. `main.rs` only parses
 //! arguments and prints errors.
 
 pub mod export;
 pub mod generate;
 pub mod ledger;
+pub mod portfolio;
 pub mod render;

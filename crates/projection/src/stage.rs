@@ -130,27 +130,33 @@ pub fn class(dpd: i64, extended: bool, settled: bool) -> &'static str {
         _ => 4,
     };
     let c = if extended && !settled { c.max(1) } else { c };
-    [
-        "normal",
-        "special_mention",
-        "substandard",
-        "doubtful",
-        "loss",
-    ][c]
+    CLASSES[c]
 }
+
+/// Every 五级分类 class, from the best (`normal`) to the worst (`loss`).
+pub const CLASSES: [&str; 5] = [
+    "normal",
+    "special_mention",
+    "substandard",
+    "doubtful",
+    "loss",
+];
+
+/// Every bucket, in DPD order (`M0` … `M7+`).
+pub const BUCKETS: [&str; 8] = ["M0", "M1", "M2", "M3", "M4", "M5", "M6", "M7+"];
 
 /// `M0` for DPD 0, `M1` for 1–30, … `M6` for 151–180, `M7+` beyond.
 pub fn bucket(dpd: i64) -> &'static str {
-    match dpd {
-        i64::MIN..=0 => "M0",
-        1..=30 => "M1",
-        31..=60 => "M2",
-        61..=90 => "M3",
-        91..=120 => "M4",
-        121..=150 => "M5",
-        151..=180 => "M6",
-        _ => "M7+",
-    }
+    BUCKETS[match dpd {
+        i64::MIN..=0 => 0,
+        1..=30 => 1,
+        31..=60 => 2,
+        61..=90 => 3,
+        91..=120 => 4,
+        121..=150 => 5,
+        151..=180 => 6,
+        _ => 7,
+    }]
 }
 
 #[cfg(test)]
