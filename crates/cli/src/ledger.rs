@@ -261,8 +261,8 @@ impl Ledger {
         on_batch: OnBatch<'_>,
     ) -> Result<AppendReport, Failure> {
         let limit = opts.batch.unwrap_or(MAX_ATOMIC_EVENTS).max(1);
-        let mut batch = Vec::new();
-        let mut line_nos = Vec::new();
+        // Lines of the batch being read, parsed together (on every core) when it is full.
+        let mut lines: Vec<(usize, String)> = Vec::new();
         let mut report = AppendReport::default();
         let mut first_line = opts.skip_lines + 1;
         let mut last_line = opts.skip_lines;
@@ -296,15 +296,14 @@ impl Ledger {
             if line.trim().is_empty() {
                 continue;
             }
-            if batch.len() >= limit {
+            if lines.len() >= limit {
                 if opts.batch.is_none() {
                     return Err(Failure::Input(format!(
                         "line {n}: the input holds more than {MAX_ATOMIC_EVENTS} events, too many for one all-or-nothing batch within append's memory bound; nothing was written. Pass --batch N to commit every N events atomically (an interrupted run is resumed with --skip-lines)"
                     )));
                 }
-                self.commit_batch(
-                    &mut batch,
-                    &mut line_nos,
+                self.commit_lines(
+                    &mut lines,
                     first_line,
                     n - 1,
                     opts.now,
@@ -316,16 +315,14 @@ impl Ledger {
                     return Err(interrupted(&report));
                 }
             }
-            batch.push(parse_line(&line, n, &self.policy)?);
-            line_nos.push(n);
+            lines.push((n, line));
             report.events_read += 1;
         }
         if stop.load(Ordering::Relaxed) {
             return Err(interrupted(&report));
         }
-        self.commit_batch(
-            &mut batch,
-            &mut line_nos,
+        self.commit_lines(
+            &mut lines,
             first_line,
             last_line,
             opts.now,
@@ -333,6 +330,37 @@ impl Ledger {
             on_batch,
         )?;
         Ok(report)
+    }
+
+    /// Parse a batch's lines in parallel (the first bad line, in input order, is the error),
+    /// then commit them as one atomic batch.
+    fn commit_lines(
+        &self,
+        lines: &mut Vec<(usize, String)>,
+        first_line: usize,
+        last_line: usize,
+        now: Timestamp,
+        report: &mut AppendReport,
+        on_batch: OnBatch<'_>,
+    ) -> Result<(), Failure> {
+        let parsed: Vec<Result<NewEvent, Failure>> = lines
+            .par_iter()
+            .map(|(n, l)| parse_line(l, *n, &self.policy))
+            .collect();
+        let mut batch = Vec::with_capacity(parsed.len());
+        for p in parsed {
+            batch.push(p?);
+        }
+        let mut line_nos: Vec<usize> = lines.drain(..).map(|(n, _)| n).collect();
+        self.commit_batch(
+            &mut batch,
+            &mut line_nos,
+            first_line,
+            last_line,
+            now,
+            report,
+            on_batch,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -592,6 +620,69 @@ impl Ledger {
                 ))
             })?;
         Ok(self.store.check_digest(pos, &want.to_ascii_lowercase())?)
+    }
+
+    /// Apply `work` to every loan's decoded stream, in parallel on the current rayon pool, and
+    /// hand the results to `emit` in `loan_id` order (a reader thread scans the store meanwhile).
+    pub fn map_loans<T: Send>(
+        &self,
+        work: &(dyn Fn(Uuid, Vec<Event>) -> Option<T> + Sync),
+        emit: &mut dyn FnMut(T) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        const CHUNK: usize = 2048;
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Result<Vec<(Uuid, RawStream)>, StoreError>>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let scanned = self.store.for_each_stream_raw(&mut |loan, raw| {
+                    chunk.push((loan, raw));
+                    if chunk.len() >= CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        tx.send(Ok(full)).map_err(|_| StoreError::Io {
+                            store: "scan".into(),
+                            why: "stopped".into(),
+                        })?;
+                    }
+                    Ok(())
+                });
+                let _ = match scanned {
+                    Ok(()) => tx.send(Ok(chunk)),
+                    Err(e) => tx.send(Err(e)),
+                };
+            });
+            for chunk in rx {
+                let results: Vec<Result<Option<T>, StoreError>> = chunk?
+                    .into_par_iter()
+                    .map(|(loan, raw)| Ok(work(loan, self.store.decode(&loan, &raw)?)))
+                    .collect();
+                for r in results {
+                    if let Some(t) = r? {
+                        emit(t)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every loan's projections at two dates `from` < `to` (for roll rates), in `loan_id`
+    /// order; loans with no projection at `to` are left out.
+    pub fn replay_pairs(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        known_at: Option<Timestamp>,
+        emit: &mut dyn FnMut(Option<Projection>, Projection) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let policy = &self.policy;
+        self.map_loans(
+            &|_, events| {
+                let end = replay(&events, to, known_at, policy)?;
+                Some((replay(&events, from, known_at, policy), end))
+            },
+            &mut |(a, b)| emit(a, b),
+        )
     }
 
     /// One loan's stored events (all of them, or those recorded by `known_at`).

@@ -58,8 +58,12 @@ struct Cli {
     wait: Option<f64>,
     /// A collection policy JSON file replacing the default `default-v1`
     /// (see docs/decisions.md for its fields).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// The business time zone (an IANA name such as Asia/Shanghai), overriding the policy's:
+    /// dates left out (`--as-of`) are today's date there.
+    #[arg(long, global = true, value_name = "ZONE")]
+    tz: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -146,8 +150,10 @@ enum Cmd {
     ///
     /// Running it twice for the same date adds nothing the second time.
     Sweep {
-        #[arg(long)]
-        as_of: String,
+        /// The business date observed (YYYY-MM-DD); default today in the policy's time zone,
+        /// so a sweep run from cron after midnight Beijing time sweeps the Beijing date.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
     },
     /// Re-check every hash chain, seq and head; exit 1 naming the first broken event.
     Verify {
@@ -181,6 +187,75 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A loan's stored events, envelope included (JSON lines; a timeline table on a terminal).
+    ///
+    /// Example: arrears events 6f1c2a0e-… --known-at 2024-03-01T00:00:00Z
+    ///
+    /// Every field as stored: event_id, seq, recorded_at, prev_hash and hash, and the body
+    /// (missed events and extension terms included). Also the way to salvage what is intact from
+    /// a damaged store, loan by loan.
+    Events {
+        /// The loan's id (a UUID; `arrears loans` lists them).
+        loan: String,
+        /// Only events recorded at or before this RFC 3339 time (default: all).
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+        /// JSON lines even on a terminal.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The loans that match a filter on a day, with their key figures, sorted by loan_id.
+    ///
+    /// Example: arrears loans --as-of 2024-06-30 --stage phone --min-dpd 10 --limit 20
+    Loans {
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Count only events recorded at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+        /// Collection stage: current, negotiated, settled, grace, reminder, phone,
+        /// written_notice, outsourced or legal.
+        #[arg(long)]
+        stage: Option<String>,
+        /// DPD bucket: M0 … M7+.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Five-level class: normal, special_mention, substandard, doubtful or loss.
+        #[arg(long)]
+        class: Option<String>,
+        /// Days past due at least this.
+        #[arg(long, value_name = "N")]
+        min_dpd: Option<String>,
+        /// List at most K loans.
+        #[arg(long, value_name = "K")]
+        limit: Option<String>,
+        /// One §7 object per line, exactly as `replay` prints it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts and amounts by stage, bucket and class on a day; with --vs, the roll-rate matrix.
+    ///
+    /// Example: arrears portfolio --as-of 2024-06-30 --vs 2024-05-31
+    ///
+    /// Amounts are exact (outstanding principal, interest, penalty, total); each grouping's
+    /// totals equal the sums over all loans. With --vs D0 (before the as-of date D): for the
+    /// loans open at D0, the share of each D0 bucket's principal that is in each bucket (or
+    /// settled) at D — how collection teams measure themselves.
+    Portfolio {
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Count only events recorded at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+        /// The roll-rate start date D0 (YYYY-MM-DD), before --as-of.
+        #[arg(long, value_name = "DATE")]
+        vs: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a book, append it to the store, replay it and print a summary.
     Demo {
         #[arg(long, default_value_t = 20_000)]
@@ -190,9 +265,10 @@ enum Cmd {
     },
 }
 
-fn date_arg(name: &str, v: Option<&str>) -> Result<NaiveDate, Failure> {
+/// A business date option; left out, today in the policy's business time zone (SPEC §10).
+fn date_arg(name: &str, v: Option<&str>, policy: &Policy) -> Result<NaiveDate, Failure> {
     match v {
-        None => Ok(Utc::now().date_naive()),
+        None => Ok(policy.business_date(Utc::now())),
         Some(s) => parse_date(s)
             .ok_or_else(|| Failure::Input(format!("--{name}: `{s}` is not a date (YYYY-MM-DD)"))),
     }
@@ -219,8 +295,16 @@ fn bar(len: Option<u64>, what: &str) -> ProgressBar {
     if io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{per_sec}}"
+            "{{spinner}} {what} {{human_pos}}/{{human_len}} [{{elapsed_precise}}] {{rate}}"
         ))
+        .map(|s| {
+            s.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            )
+        })
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         pb.set_style(style);
     } else {
@@ -265,7 +349,14 @@ fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure>
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let policy = load_policy(cli.policy.as_ref())?;
+    let mut policy = load_policy(cli.policy.as_ref())?;
+    if let Some(tz) = &cli.tz {
+        policy.time_zone = tz.parse().map_err(|_| {
+            Failure::Input(format!(
+                "--tz: `{tz}` is not an IANA time zone name (for example Asia/Shanghai)"
+            ))
+        })?;
+    }
     let location = Location::parse(&cli.store)?;
     let wait = cli
         .wait
@@ -341,16 +432,127 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let report = result?;
             out.flush()?;
             if report.events_read == 0 {
-                return Err(Failure::Input(format!("no events in {name}")));
+                // Not an error (a day with no payments is a day), but never silent.
+                eprintln!("no events in {name}: nothing appended");
+                return Ok(());
             }
             if !quiet {
                 eprintln!(
-                    "stored {} events ({} new, {} already stored)",
-                    report.new + report.existed,
-                    report.new,
-                    report.existed
+                    "appended {name}: {} new, {} already stored",
+                    report.new, report.existed
                 );
             }
+        }
+        Cmd::Events {
+            loan,
+            known_at,
+            json,
+        } => {
+            let (loan, known_at) = (loan_arg(&loan)?, known_at_arg(known_at.as_deref())?);
+            let events = open()?.events(loan, known_at)?;
+            if events.is_empty() {
+                return Err(Failure::Input(format!(
+                    "loan {loan} has no stored events{}",
+                    known_at
+                        .map(|t| format!(" recorded by {}", arrears_core::event::fmt_timestamp(&t)))
+                        .unwrap_or_default()
+                )));
+            }
+            let mut out = writer(None)?;
+            if json || !io::stdout().is_terminal() {
+                for ev in &events {
+                    writeln!(out, "{}", ev.to_json())?;
+                }
+            } else {
+                write!(out, "{}", render::events_table(&events))?;
+            }
+            out.flush()?;
+        }
+        Cmd::Loans {
+            as_of,
+            known_at,
+            stage,
+            bucket,
+            class,
+            min_dpd,
+            limit,
+            json,
+        } => {
+            let filter = arrears_cli::portfolio::LoanFilter::parse(
+                stage.as_deref(),
+                bucket.as_deref(),
+                class.as_deref(),
+                min_dpd.as_deref(),
+                limit.as_deref(),
+            )
+            .map_err(|e| Failure::Input(e.to_string()))?;
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+            let known_at = known_at_arg(known_at.as_deref())?;
+            let ledger = open()?;
+            let mut out = writer(None)?;
+            if !json {
+                write!(out, "{}", arrears_cli::portfolio::loans_header())?;
+            }
+            let mut listed = 0usize;
+            ledger.replay_all(as_of, known_at, false, json, &|_| {}, &mut |p, line| {
+                if filter.is_full(listed) || !filter.matches(p) {
+                    return Ok(());
+                }
+                listed += 1;
+                match line {
+                    Some(l) => writeln!(out, "{l}")?,
+                    None => write!(out, "{}", arrears_cli::portfolio::loan_row(p))?,
+                }
+                Ok(())
+            })?;
+            out.flush()?;
+            if !json {
+                eprintln!("{listed} loans as of {as_of}");
+            }
+        }
+        Cmd::Portfolio {
+            as_of,
+            known_at,
+            vs,
+            json,
+        } => {
+            use arrears_cli::portfolio::{Portfolio, RollRates};
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+            let known_at = known_at_arg(known_at.as_deref())?;
+            let bad = |e: arrears_cli::portfolio::PortfolioError| Failure::Other(e.to_string());
+            let text = match vs {
+                None => {
+                    let ledger = open()?;
+                    let mut pf = Portfolio::new(as_of, known_at, policy.name.clone());
+                    ledger.replay_all(as_of, known_at, false, false, &|_| {}, &mut |p, _| {
+                        pf.add(p).map_err(bad)
+                    })?;
+                    if json {
+                        pf.to_json() + "\n"
+                    } else {
+                        pf.render()
+                    }
+                }
+                Some(d0) => {
+                    let d0 = date_arg("vs", Some(&d0), &policy)?;
+                    let mut rr = RollRates::new(d0, as_of, known_at)
+                        .map_err(|e| Failure::Input(format!("--vs: {e}")))?;
+                    open()?.replay_pairs(d0, as_of, known_at, &mut |a, b| {
+                        if let Some(a) = a {
+                            rr.add(&a, &b).map_err(bad)?;
+                        }
+                        Ok(())
+                    })?;
+                    if json {
+                        rr.to_json() + "\n"
+                    } else {
+                        rr.render()
+                    }
+                }
+            };
+            let mut out = writer(None)?;
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
         }
         Cmd::Upgrade => {
             let Location::Sled(dir) = &location else {
@@ -375,7 +577,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let (loan, as_of, known_at) = (
                 loan_arg(&loan)?,
-                date_arg("as-of", as_of.as_deref())?,
+                date_arg("as-of", as_of.as_deref(), &policy)?,
                 known_at_arg(known_at.as_deref())?,
             );
             let p = open()?.show(loan, as_of, known_at)?;
@@ -393,7 +595,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let (loan, as_of, known_at) = (
                 loan_arg(&loan)?,
-                date_arg("as-of", as_of.as_deref())?,
+                date_arg("as-of", as_of.as_deref(), &policy)?,
                 known_at_arg(known_at.as_deref())?,
             );
             let e = open()?.explain(loan, as_of, known_at)?;
@@ -413,7 +615,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             jobs,
             incremental,
         } => {
-            let as_of = date_arg("as-of", as_of.as_deref())?;
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
             let known_at = known_at_arg(known_at.as_deref())?;
             let ledger = open()?;
             let pool = rayon::ThreadPoolBuilder::new()
@@ -442,7 +644,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             eprint!("{}", render::summary_table(&summary, started.elapsed()));
         }
         Cmd::Sweep { as_of } => {
-            let as_of = date_arg("as-of", Some(&as_of))?;
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
             let ledger = open()?;
             let stored = ledger.sweep(as_of, Utc::now())?;
             let mut out = writer(None)?;
@@ -484,7 +686,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             days,
             out,
         } => {
-            let start = date_arg("start", Some(&start))?;
+            let start = date_arg("start", Some(&start), &policy)?;
             let cfg = GenConfig {
                 loans,
                 seed,
@@ -506,7 +708,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             as_of,
             out,
         } => {
-            let as_of = date_arg("as-of", as_of.as_deref())?;
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
             let ledger = open()?;
             let w = writer(out.as_ref())?;
             let mut csv = csv::Writer::from_writer(w);
@@ -573,7 +775,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &mut |_, _| Ok(()),
             )?;
             pb.finish_and_clear();
-            println!("replay as of {as_of} (policy {})", policy.name);
+            println!("replay as of {as_of} (policy {})", policy.describe());
             print!("{}", render::summary_table(&summary, t2.elapsed()));
             println!(
                 "\ntry: arrears show {} --as-of {as_of}",

@@ -29,6 +29,16 @@ pub struct Policy {
     /// Extensions allowed per loan; the next one is rejected.
     pub max_extensions: u32,
     pub stages: StageThresholds,
+    /// The business time zone (IANA name, SPEC §10): wherever a business date is taken from the
+    /// clock (`--as-of` left out, a sweep from cron) it is today's date here. Optional in a
+    /// policy file (older files have none): `Asia/Shanghai`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: chrono_tz::Tz,
+}
+
+/// A lender in mainland China closes its books on Beijing dates.
+pub fn default_time_zone() -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
 }
 
 impl Default for Policy {
@@ -43,6 +53,7 @@ impl Default for Policy {
                 outsourced_from_dpd: 31,
                 legal_from_dpd: 61,
             },
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -59,6 +70,16 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// Today's business date in the policy's time zone, at the instant `now`.
+    pub fn business_date(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        now.with_timezone(&self.time_zone).date_naive()
+    }
+
+    /// The policy as people read it: its name and time zone.
+    pub fn describe(&self) -> String {
+        format!("{}, business dates in {}", self.name, self.time_zone)
+    }
+
     /// Parse and check a policy from JSON.
     pub fn from_json(s: &str) -> Result<Policy, PolicyError> {
         let p: Policy = serde_json::from_str(s)?;
@@ -87,9 +108,34 @@ mod tests {
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"default-v1","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61}}"#
+            r#"{"name":"default-v1","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61},"time_zone":"Asia/Shanghai"}"#
         );
         assert_eq!(Policy::from_json(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn the_business_date_is_the_date_in_the_policy_zone() {
+        use chrono::TimeZone;
+        let p = Policy::default();
+        // 2024-03-01 20:30 UTC is already 2024-03-02 in Beijing (UTC+8).
+        let t = chrono::Utc.with_ymd_and_hms(2024, 3, 1, 20, 30, 0).unwrap();
+        assert_eq!(p.business_date(t).to_string(), "2024-03-02");
+        let t = chrono::Utc
+            .with_ymd_and_hms(2024, 3, 1, 15, 59, 59)
+            .unwrap();
+        assert_eq!(p.business_date(t).to_string(), "2024-03-01");
+        // A file without a time zone gets the default; an unknown zone is refused.
+        let old = r#"{"name":"x","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61}}"#;
+        assert_eq!(
+            Policy::from_json(old).unwrap().time_zone,
+            chrono_tz::Asia::Shanghai
+        );
+        let bad = old.replace("}}", r#"},"time_zone":"Mars/Olympus"}"#);
+        assert!(Policy::from_json(&bad).is_err());
+        let ny = old.replace("}}", r#"},"time_zone":"America/New_York"}"#);
+        let p = Policy::from_json(&ny).unwrap();
+        assert_eq!(p.business_date(t).to_string(), "2024-03-01");
+        assert_eq!(p.describe(), "x, business dates in America/New_York");
     }
 
     #[test]

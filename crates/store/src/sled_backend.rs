@@ -67,16 +67,36 @@ pub fn fingerprint(id: &Uuid) -> u64 {
     mix(hi ^ mix(lo))
 }
 
-/// The fingerprint runs, loaded on first use.
+/// A hasher for fingerprints, which are already uniformly distributed: the value is the hash.
+#[derive(Default)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The fingerprint runs, loaded on first use: which runs are on disk, and every fingerprint in
+/// one hash set (≈10 bytes an event in memory; a lookup is one probe).
 #[derive(Default)]
 struct Fingerprints {
-    /// (position key, sorted fingerprints)
-    runs: Vec<(u64, Vec<u64>)>,
+    /// Position keys of the runs on disk.
+    runs: Vec<u64>,
+    set: std::collections::HashSet<u64, std::hash::BuildHasherDefault<Identity>>,
 }
 
 impl Fingerprints {
     fn contains(&self, fp: u64) -> bool {
-        self.runs.iter().any(|(_, r)| r.binary_search(&fp).is_ok())
+        self.set.contains(&fp)
     }
 }
 
@@ -566,7 +586,8 @@ impl SledBackend {
                 u64_at(&k[1..]).ok_or_else(|| self.corrupt("fingerprint key", "not 9 bytes"))?;
             let run = decode_fps(&v)
                 .map_err(|why| self.corrupt(format!("fingerprints at {pos}"), why))?;
-            fps.runs.push((pos, run));
+            fps.runs.push(pos);
+            fps.set.extend(run);
         }
         if fps.runs.len() as u32 != st.fp_runs {
             return Err(self.corrupt(
@@ -773,24 +794,21 @@ impl Backend for SledBackend {
         let mut fps: Vec<u64> = batch.ids.iter().map(|(id, _, _)| fingerprint(id)).collect();
         fps.sort_unstable();
         let mut fp_runs = st.fp_runs + 1;
-        let mut merged = None;
+        let mut merged = false;
         if fp_runs > MAX_FP_RUNS {
             // Merge every run (and this batch's) into one at this position.
             self.load_fps(&mut st)?;
             let loaded = st.fps.as_ref().expect("loaded");
-            let mut all: Vec<u64> = loaded
-                .runs
-                .iter()
-                .flat_map(|(_, r)| r.iter().copied())
-                .collect();
+            let mut all: Vec<u64> = loaded.set.iter().copied().collect();
             all.extend_from_slice(&fps);
             all.sort_unstable();
-            for (p, _) in &loaded.runs {
+            all.dedup();
+            for p in &loaded.runs {
                 b.remove(key(b'f', &[&p.to_be_bytes()]));
             }
             b.insert(key(b'f', &[&pos.to_be_bytes()]), encode_fps(&all));
             fp_runs = 1;
-            merged = Some(all);
+            merged = true;
         } else {
             b.insert(key(b'f', &[&pos.to_be_bytes()]), encode_fps(&fps));
         }
@@ -800,10 +818,12 @@ impl Backend for SledBackend {
         st.next_pos = pos + batch.len() as u64;
         st.fp_runs = fp_runs;
         if let Some(loaded) = st.fps.as_mut() {
-            match merged {
-                Some(all) => loaded.runs = vec![(pos, all)],
-                None => loaded.runs.push((pos, fps)),
+            if merged {
+                loaded.runs = vec![pos];
+            } else {
+                loaded.runs.push(pos);
             }
+            loaded.set.extend(fps);
         }
         Ok(())
     }

@@ -34,6 +34,14 @@ struct LoanWork {
     stored: usize,
 }
 
+/// One result of an append before the commit.
+enum Slot {
+    /// Already stored (idempotent re-append).
+    Existing(Box<Event>),
+    /// The `index`-th new event of `loan` in the sealed batch.
+    New { loan: Uuid, index: usize },
+}
+
 /// "Identical" for a re-appended `event_id` (SPEC §8): same loan, type and body after defaults;
 /// a supplied `seq` or `recorded_at` must equal the stored one.
 fn same_content(stored: &Event, new: &NewEvent) -> Result<(), String> {
@@ -117,12 +125,15 @@ impl<B: Backend> Store<B> {
         let now = arrears_core::parse::truncate_to_micros(now);
         let latest_allowed = now + chrono::Duration::seconds(RECORDED_AT_SKEW_SECONDS);
         let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut loans: HashMap<Uuid, LoanWork> = HashMap::new();
+        let n = batch.len();
+        let mut loans: HashMap<Uuid, LoanWork> = HashMap::with_capacity(n);
         let mut order: Vec<Uuid> = Vec::new();
-        let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::new();
+        let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::with_capacity(n);
         let mut runs: Vec<(Uuid, u64, u32)> = Vec::new();
-        let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::new();
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+        let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::with_capacity(n);
+        // What to return, in input order: stored events as they are; new ones by where they sit
+        // in the sealed batch (moved out after the commit, never cloned).
+        let mut slots: Vec<Slot> = Vec::with_capacity(n);
 
         for (index, new) in batch.into_iter().enumerate() {
             if let Some(t) = new.recorded_at {
@@ -175,10 +186,7 @@ impl<B: Backend> Store<B> {
                         event_id: id,
                         what,
                     })?;
-                    out.push(Appended {
-                        event: stored,
-                        existed: true,
-                    });
+                    slots.push(Slot::Existing(Box::new(stored)));
                     continue;
                 }
             }
@@ -240,11 +248,11 @@ impl<B: Backend> Store<B> {
             work.last_recorded_at = Some(recorded_at);
             batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
             ids.push((event_id, ev.loan_id, seq));
-            work.history.push(ev.clone());
-            out.push(Appended {
-                event: ev,
-                existed: false,
+            slots.push(Slot::New {
+                loan: ev.loan_id,
+                index: work.history.len() - work.stored,
             });
+            work.history.push(ev);
         }
         let mut sealed = SealedBatch {
             loans: Vec::with_capacity(order.len()),
@@ -263,15 +271,34 @@ impl<B: Backend> Store<B> {
                 head,
             });
         }
-        if sealed.is_empty() {
-            return Ok(out);
+        if !sealed.is_empty() {
+            sealed.assert_sealed();
+            self.backend.commit(&sealed)?;
+            drop(guard);
+            // Durability outside the writer lock, so concurrent writers share one fsync.
+            self.backend.sync()?;
         }
-        sealed.assert_sealed();
-        self.backend.commit(&sealed)?;
-        drop(guard);
-        // Durability outside the writer lock, so concurrent writers share one fsync.
-        self.backend.sync()?;
-        Ok(out)
+        let mut fresh: HashMap<Uuid, Vec<Option<Event>>> = sealed
+            .loans
+            .into_iter()
+            .map(|l| (l.loan, l.events.into_iter().map(Some).collect()))
+            .collect();
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Existing(event) => Appended {
+                    event: *event,
+                    existed: true,
+                },
+                Slot::New { loan, index } => Appended {
+                    event: fresh
+                        .get_mut(&loan)
+                        .and_then(|evs| evs[index].take())
+                        .expect("each new event is returned once"),
+                    existed: false,
+                },
+            })
+            .collect())
     }
 
     /// One loan's stream in `seq` order; with `known_at`, only events recorded at or before it
