@@ -45,17 +45,17 @@ fn events_prints_every_stored_envelope_and_honours_known_at() {
     let s = dir.path().join("db");
     let loan = "0f000000-0000-4000-8000-000000000001";
     let d = disbursed(loan);
+    let missed = format!(
+        r#"{{"loan_id":"{loan}","type":"missed","installment":1,"observed_on":"2024-02-02","recorded_at":"2024-02-02T08:00:00Z"}}"#
+    );
     let input = format!(
-        "{},\"recorded_at\":\"2024-01-01T00:00:00Z\"}}\n{}\n{}\n",
+        "{},\"recorded_at\":\"2024-01-01T00:00:00Z\"}}\n{}\n{missed}\n",
         &d[..d.len() - 1],
         payment(
             loan,
             "2024-01-20",
             "100.00",
             r#","recorded_at":"2024-01-20T08:00:00Z""#
-        ),
-        format!(
-            r#"{{"loan_id":"{loan}","type":"missed","installment":1,"observed_on":"2024-02-02","recorded_at":"2024-02-02T08:00:00Z"}}"#
         ),
     );
     ok(&s, &["append", "--quiet"], Some(&input));
