@@ -446,6 +446,8 @@ impl Loan {
                 });
             }
             Body::NegotiatedExtension(x) => self.apply_extension(ev.seq, x, policy),
+            // A contact moves no money.
+            Body::Contact(_) => {}
         }
     }
 

@@ -34,6 +34,15 @@ enum Action {
         plan: Option<(u32, u32)>,
         push_days: u32,
     },
+    Contact {
+        offset: u32,
+        minute_of_day: u32,
+        channel: usize,
+        party: usize,
+        outcome: usize,
+        /// promise: (days after the contact, amount in cents), used when outcome is promise_to_pay
+        promise: (u32, i64),
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +64,9 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (1u32..5, 0u32..160).prop_map(|(n, offset)| Action::Miss { n, offset }),
         2 => (0u32..140, 0u8..3, 0u8..4, proptest::option::of((1u32..4, 10u32..40)), 1u32..50).prop_map(
             |(offset, waive_penalty, waive_interest_pct, plan, push_days)| Action::Extend { offset, waive_penalty, waive_interest_pct, plan, push_days }
+        ),
+        3 => (0u32..160, 0u32..1440, 0usize..8, prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 0usize..5, (0u32..20, 1i64..200_000)).prop_map(
+            |(offset, minute_of_day, channel, party, outcome, promise)| Action::Contact { offset, minute_of_day, channel, party, outcome, promise }
         ),
     ]
 }
@@ -169,6 +181,35 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                     reference: None,
                 }),
             ),
+            Action::Contact {
+                offset,
+                minute_of_day,
+                channel,
+                party,
+                outcome,
+                promise,
+            } => {
+                let day = plus(on, offset);
+                let at = Utc.from_utc_datetime(
+                    &day.and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
+                        .unwrap(),
+                );
+                let outcome = Outcome::ALL[outcome];
+                offer(
+                    &mut history,
+                    Body::Contact(Contact {
+                        at,
+                        channel: Channel::ALL[channel],
+                        party: Party::ALL[party],
+                        outcome,
+                        agent: "agent-1".into(),
+                        promise: (outcome == Outcome::PromiseToPay).then(|| Promise {
+                            on: plus(day, promise.0),
+                            amount: Decimal::new(promise.1, 2),
+                        }),
+                    }),
+                )
+            }
             Action::Miss { n, offset } => offer(
                 &mut history,
                 Body::Missed(Missed {
@@ -282,6 +323,31 @@ proptest! {
         }
     }
 
+    /// A contact without a promise moves no money and changes nothing but `version`.
+    #[test]
+    fn contacts_without_promises_change_nothing_but_version(spec in spec()) {
+        let policy = Policy::default();
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let without: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(&e.body, Body::Contact(c) if c.promise.is_none()))
+            .cloned()
+            .collect();
+        let strip = |p: Option<arrears_projection::Projection>| {
+            p.map(|p| {
+                let mut v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+                v.as_object_mut().unwrap().remove("version");
+                v
+            })
+        };
+        prop_assert_eq!(
+            strip(replay(&events, as_of, None, &policy)),
+            strip(replay(&without, as_of, None, &policy))
+        );
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
@@ -356,7 +422,7 @@ fn streams_cover_the_interesting_cases() {
                         restructures += 1;
                     }
                 }
-                Body::Disbursed(_) => {}
+                Body::Disbursed(_) | Body::Contact(_) => {}
             }
             if e.business_date() < last {
                 backdated += 1;

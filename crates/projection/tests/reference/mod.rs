@@ -271,7 +271,7 @@ pub fn project(
             let e = evs[k];
             k += 1;
             match &e.body {
-                Body::Disbursed(_) => {}
+                Body::Disbursed(_) | Body::Contact(_) => {}
                 Body::Payment(p) => {
                     let unpaid_pen = w.accrued(day) - w.pen_paid - w.pen_waived;
                     let mut left = p.amount;
