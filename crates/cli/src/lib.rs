@@ -6,3 +6,4 @@ pub mod export;
 pub mod generate;
 pub mod ledger;
 pub mod render;
+pub mod rules;

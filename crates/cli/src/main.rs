@@ -172,6 +172,18 @@ enum Cmd {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Contacts that broke the policy's collection rules (hours, calls a day, third parties,
+    /// stage, settlement), and loans over the cost cap: the rule, the event and why
+    /// (docs/rules.md §R2).
+    Compliance {
+        /// One loan; every loan when absent.
+        loan: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        /// JSON lines, one finding per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn date_arg(name: &str, v: Option<&str>) -> Result<NaiveDate, Failure> {
@@ -481,6 +493,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .map(|h| h.0.to_string())
                     .unwrap_or_default()
             );
+        }
+        Cmd::Compliance { loan, as_of, json } => {
+            let (as_of, store) = (date_arg("as-of", as_of.as_deref())?, open()?.store);
+            let mut report = arrears_cli::rules::Report::new(as_of, &policy);
+            match loan.as_deref().map(loan_arg).transpose()? {
+                Some(id) if !report.add(&store.stream(id, None)?) => {
+                    return Err(Failure::Input(format!("loan {id} is unknown")))
+                }
+                Some(_) => {}
+                None => store.for_each_stream(&mut |_, evs| {
+                    report.add(&evs);
+                    Ok(())
+                })?,
+            }
+            print!("{}", report.render(json));
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use arrears_core::event::{Body, Date, Event, Timestamp};
 use arrears_core::store::Gate;
 use arrears_core::Policy;
 
+pub mod compliance;
 pub mod decide;
 pub mod explain;
 pub mod fold;

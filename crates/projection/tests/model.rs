@@ -42,6 +42,8 @@ enum Action {
         outcome: usize,
         /// promise: (days after the contact, amount in cents), used when outcome is promise_to_pay
         promise: (u32, i64),
+        /// The same contact this many times the same day, 7 minutes apart (bursts of calls).
+        repeat: u32,
     },
 }
 
@@ -65,8 +67,8 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0u32..140, 0u8..3, 0u8..4, proptest::option::of((1u32..4, 10u32..40)), 1u32..50).prop_map(
             |(offset, waive_penalty, waive_interest_pct, plan, push_days)| Action::Extend { offset, waive_penalty, waive_interest_pct, plan, push_days }
         ),
-        3 => (0u32..160, 0u32..1440, 0usize..8, prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 0usize..5, (0u32..20, 1i64..200_000)).prop_map(
-            |(offset, minute_of_day, channel, party, outcome, promise)| Action::Contact { offset, minute_of_day, channel, party, outcome, promise }
+        3 => (0u32..160, 0u32..1400, prop_oneof![3 => Just(2usize), 5 => 0usize..8], prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 0usize..5, (0u32..20, 1i64..200_000), prop_oneof![3 => Just(1u32), 2 => 2u32..7]).prop_map(
+            |(offset, minute_of_day, channel, party, outcome, promise, repeat)| Action::Contact { offset, minute_of_day, channel, party, outcome, promise, repeat }
         ),
     ]
 }
@@ -81,7 +83,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             any::<bool>(),
         ),
         (any::<bool>(), 1u32..5, any::<bool>()),
-        proptest::collection::vec(action(), 0..10),
+        proptest::collection::vec(action(), 0..13),
         0u32..220,
         proptest::option::of(0usize..12),
     )
@@ -188,27 +190,31 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                 party,
                 outcome,
                 promise,
+                repeat,
             } => {
-                let day = plus(on, offset);
-                let at = Utc.from_utc_datetime(
-                    &day.and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
-                        .unwrap(),
-                );
-                let outcome = Outcome::ALL[outcome];
-                offer(
-                    &mut history,
-                    Body::Contact(Contact {
-                        at,
-                        channel: Channel::ALL[channel],
-                        party: Party::ALL[party],
-                        outcome,
-                        agent: "agent-1".into(),
-                        promise: (outcome == Outcome::PromiseToPay).then(|| Promise {
-                            on: plus(day, promise.0),
-                            amount: Decimal::new(promise.1, 2),
+                for j in 0..repeat {
+                    let day = plus(on, offset);
+                    let minute_of_day = (minute_of_day + 7 * j).min(1439);
+                    let at = Utc.from_utc_datetime(
+                        &day.and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
+                            .unwrap(),
+                    );
+                    let outcome = Outcome::ALL[outcome];
+                    offer(
+                        &mut history,
+                        Body::Contact(Contact {
+                            at,
+                            channel: Channel::ALL[channel],
+                            party: Party::ALL[party],
+                            outcome,
+                            agent: "agent-1".into(),
+                            promise: (outcome == Outcome::PromiseToPay).then(|| Promise {
+                                on: plus(day, promise.0),
+                                amount: Decimal::new(promise.1, 2),
+                            }),
                         }),
-                    }),
-                )
+                    )
+                }
             }
             Action::Miss { n, offset } => offer(
                 &mut history,
@@ -348,6 +354,29 @@ proptest! {
         );
     }
 
+    /// Every compliance rule against the naive reference (its own projection for the stage).
+    #[test]
+    fn compliance_matches_naive_reference(spec in spec(), strict in any::<bool>()) {
+        let mut policy = Policy::default();
+        if strict {
+            // Exercise other bounds: an earlier zone, a narrower window, fewer calls.
+            policy.time_zone = chrono_tz::Asia::Kolkata;
+            policy.contact.hours.from = chrono::NaiveTime::from_hms_opt(9, 30, 0).unwrap();
+            policy.contact.hours.to = chrono::NaiveTime::from_hms_opt(18, 0, 0).unwrap();
+            policy.contact.max_calls_per_day = 1;
+            policy.contact.third_party_after_failed_calls = 1;
+            policy.contact.visit_from = arrears_core::policy::Escalation::Phone;
+        }
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let fast: Vec<(u64, &str)> = arrears_projection::compliance::check_contacts(&events, as_of, &policy)
+            .iter()
+            .map(|f| (f.contact.as_ref().unwrap().seq, f.rule.as_str()))
+            .collect();
+        prop_assert_eq!(fast, reference::compliance(&events, as_of, &policy));
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
@@ -461,4 +490,45 @@ fn streams_cover_the_interesting_cases() {
             && grace_retro > 30
             && mbp > 0
     );
+}
+
+/// The random streams must break every collection rule some of the time, or the comparison with
+/// the reference proves little.
+#[test]
+fn streams_break_every_collection_rule() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut contacts = 0;
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        contacts += events
+            .iter()
+            .filter(|e| matches!(e.body, Body::Contact(_)))
+            .count();
+        let as_of = plus(events[0].business_date(), 400);
+        for f in arrears_projection::compliance::check_contacts(&events, as_of, &policy) {
+            *seen.entry(f.rule.as_str()).or_default() += 1;
+        }
+    }
+    eprintln!("contacts {contacts}, findings {seen:?}");
+    for rule in [
+        "contact_hours",
+        "calls_per_day",
+        "third_party_contact",
+        "third_party_disclosure",
+        "visit_before_stage",
+        "agency_before_stage",
+        "legal_filing_before_stage",
+        "contact_after_settlement",
+    ] {
+        assert!(
+            seen.get(rule).copied().unwrap_or(0) >= 5,
+            "{rule}: {seen:?}"
+        );
+    }
 }

@@ -487,3 +487,120 @@ pub fn project(
         "anomalies": anomalies.iter().map(|(n, k)| json!({"kind": k, "installment": n})).collect::<Vec<_>>(),
     }))
 }
+
+/// The naive compliance reference (docs/rules.md §R2): for each contact with a local date ≤
+/// `as_of`, the rules it breaks as (seq, rule name), in (at, seq) then rule order. Written from
+/// the reference's own day-by-day projection, re-scanning the contacts for every contact.
+pub fn compliance(
+    events: &[Event],
+    as_of: D,
+    policy: &arrears_core::Policy,
+) -> Vec<(u64, &'static str)> {
+    use arrears_core::event::{Channel, Outcome, Party};
+    let tz = policy.time_zone;
+    let r = &policy.contact;
+    let mut cs: Vec<(&Event, &arrears_core::event::Contact)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Contact(c) => Some((e, c)),
+            _ => None,
+        })
+        .collect();
+    cs.sort_by_key(|(e, c)| (c.at, e.seq));
+    let local = |c: &arrears_core::event::Contact| c.at.with_timezone(&tz).naive_local();
+    let rank = |s: &str| match s {
+        "grace" => 1,
+        "reminder" => 2,
+        "phone" => 3,
+        "written_notice" => 4,
+        "outsourced" => 5,
+        "legal" => 6,
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    for (k, (e, c)) in cs.iter().enumerate() {
+        let lt = local(c);
+        let day = lt.date();
+        if day > as_of {
+            continue;
+        }
+        let minutes = |t: chrono::NaiveTime| {
+            use chrono::Timelike;
+            t.hour() * 3600 + t.minute() * 60 + t.second()
+        };
+        let (from, to, now) = (
+            minutes(r.hours.from),
+            minutes(r.hours.to),
+            minutes(lt.time()),
+        );
+        let timed = !matches!(
+            c.channel,
+            Channel::Letter | Channel::AgencyHandover | Channel::LegalFiling
+        );
+        if timed && (now < from || now >= to) {
+            out.push((e.seq, "contact_hours"));
+        }
+        let is_borrower_call = |c: &arrears_core::event::Contact| {
+            c.channel == Channel::Call && c.party == Party::Borrower
+        };
+        if is_borrower_call(c) {
+            let nth = cs[..=k]
+                .iter()
+                .filter(|(_, o)| is_borrower_call(o) && local(o).date() == day)
+                .count();
+            if nth > r.max_calls_per_day as usize {
+                out.push((e.seq, "calls_per_day"));
+            }
+        }
+        if c.party != Party::Borrower {
+            if c.outcome == Outcome::PromiseToPay
+                || !matches!(c.channel, Channel::Call | Channel::Visit)
+            {
+                out.push((e.seq, "third_party_disclosure"));
+            }
+            let mut failed = 0;
+            for (_, o) in cs[..k].iter().rev() {
+                if o.party != Party::Borrower {
+                    continue;
+                }
+                if matches!(
+                    o.outcome,
+                    Outcome::Reached | Outcome::PromiseToPay | Outcome::Refused
+                ) {
+                    break;
+                }
+                if o.channel == Channel::Call {
+                    failed += 1;
+                }
+            }
+            if failed < r.third_party_after_failed_calls {
+                out.push((e.seq, "third_party_contact"));
+            }
+        }
+        let before: Vec<Event> = events
+            .iter()
+            .filter(|x| x.business_date() < day)
+            .cloned()
+            .collect();
+        let Some(p) = project(&before, day, None, &policy.name) else {
+            continue;
+        };
+        if p["status"] == "settled" {
+            out.push((e.seq, "contact_after_settlement"));
+            continue;
+        }
+        let stage = rank(p["stage"].as_str().unwrap());
+        let need = |x: arrears_core::policy::Escalation| rank(x.as_str());
+        match c.channel {
+            Channel::Visit if stage < need(r.visit_from) => out.push((e.seq, "visit_before_stage")),
+            Channel::AgencyHandover if stage < need(r.agency_handover_from) => {
+                out.push((e.seq, "agency_before_stage"))
+            }
+            Channel::LegalFiling if stage < need(r.legal_filing_from) => {
+                out.push((e.seq, "legal_filing_before_stage"))
+            }
+            _ => {}
+        }
+    }
+    out
+}

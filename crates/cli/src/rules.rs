@@ -1,0 +1,113 @@
+//! The lender's rules (docs/rules.md): `compliance` findings and the `credit-history` of a loan,
+//! as values and as rendered text or JSON. Storage-free: callers pass each loan's events (in any
+//! order), so the commands work over whatever store the CLI is wired to.
+
+use std::fmt::Write as _;
+
+use chrono::NaiveDate;
+
+use arrears_core::event::Event;
+use arrears_core::Policy;
+use arrears_projection::compliance::{self, Finding};
+
+/// Every finding for one loan as of `as_of`: its contacts against the policy's collection rules,
+/// then the cost cap. Empty for a loan with no disbursement.
+pub fn compliance(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Vec<Finding> {
+    compliance::check_contacts(events, as_of, policy)
+}
+
+/// One finding as one JSON line (no newline).
+pub fn finding_json(f: &Finding) -> String {
+    serde_json::to_string(f).expect("findings always serialise")
+}
+
+/// A compliance run over one or many loans, fed one loan's events at a time (in `loan_id`
+/// order for a stable output).
+pub struct Report<'p> {
+    pub as_of: NaiveDate,
+    pub policy: &'p Policy,
+    pub loans: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl<'p> Report<'p> {
+    pub fn new(as_of: NaiveDate, policy: &'p Policy) -> Self {
+        Report {
+            as_of,
+            policy,
+            loans: 0,
+            findings: Vec::new(),
+        }
+    }
+
+    /// Check one loan; `false` when it has no disbursement (unknown), which adds nothing.
+    pub fn add(&mut self, events: &[Event]) -> bool {
+        if !events
+            .iter()
+            .any(|e| matches!(e.body, arrears_core::Body::Disbursed(_)))
+        {
+            return false;
+        }
+        self.loans += 1;
+        self.findings
+            .extend(compliance(events, self.as_of, self.policy));
+        true
+    }
+
+    /// JSON lines (one finding per line), or a readable table.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            self.json_lines()
+        } else {
+            self.text()
+        }
+    }
+
+    pub fn json_lines(&self) -> String {
+        let mut s = String::new();
+        for f in &self.findings {
+            s.push_str(&finding_json(f));
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let loans_with = {
+            let mut ids: Vec<_> = self.findings.iter().map(|f| f.loan_id).collect();
+            ids.dedup();
+            ids.len()
+        };
+        let _ = writeln!(
+            s,
+            "compliance as of {} (policy {}, local time {}): {} finding(s) in {} of {} loan(s)",
+            self.as_of,
+            self.policy.name,
+            self.policy.time_zone,
+            self.findings.len(),
+            loans_with,
+            self.loans
+        );
+        for f in &self.findings {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "  loan   {}", f.loan_id);
+            let _ = writeln!(s, "  rule   {}", f.rule.as_str());
+            if let Some(c) = &f.contact {
+                let _ = writeln!(
+                    s,
+                    "  event  seq {} ({}) at {}: {} to {}, {}, agent {}",
+                    c.seq,
+                    c.event_id,
+                    c.at,
+                    c.channel.as_str(),
+                    c.party.as_str(),
+                    c.outcome.as_str(),
+                    c.agent
+                );
+            }
+            let _ = writeln!(s, "  why    {}", f.why);
+        }
+        s
+    }
+}
