@@ -189,6 +189,50 @@ pub struct ExtensionRecord {
     pub waived_interest: Decimal,
 }
 
+/// A promise to pay (docs/rules.md §R3), and the payments counted towards it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseRecord {
+    pub seq: u64,
+    /// The contact's business date.
+    #[serde(with = "arrears_core::money::compact::date")]
+    pub made_on: Date,
+    /// Promised by the end of this day.
+    #[serde(with = "arrears_core::money::compact::date")]
+    pub on: Date,
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub amount: Decimal,
+    /// Payments dated `made_on ..= on` counted so far (until kept).
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub paid: Decimal,
+    /// The day the counted payments reached `amount`.
+    pub kept_on: Option<Date>,
+    /// The stage at the end of the day before the promise (for the broken-promise rule).
+    pub stage_before: Stage,
+}
+
+/// Where a promise stands at the end of a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseStatus {
+    Open,
+    Kept,
+    Broken,
+}
+
+impl PromiseRecord {
+    /// Kept once the counted payments reach the amount; broken from the day after `on`
+    /// otherwise; open until then.
+    pub fn status_at(&self, x: Date) -> PromiseStatus {
+        if self.kept_on.is_some_and(|k| k <= x) {
+            PromiseStatus::Kept
+        } else if x > self.on {
+            PromiseStatus::Broken
+        } else {
+            PromiseStatus::Open
+        }
+    }
+}
+
 /// The folded state of one loan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loan {
@@ -211,6 +255,8 @@ pub struct Loan {
     pub extensions: Vec<ExtensionRecord>,
     pub misses: Vec<MissRecord>,
     pub allocations: Vec<Allocation>,
+    /// Promises to pay, in the order made; the last one made by a day is the one in force.
+    pub promises: Vec<PromiseRecord>,
     /// The highest `seq` applied.
     pub version: u64,
     /// (business date, seq) of the last event applied: the next must sort after it.
@@ -260,6 +306,7 @@ impl Loan {
             extensions: Vec::new(),
             misses: Vec::new(),
             allocations: Vec::new(),
+            promises: Vec::new(),
             version: ev.seq,
             cursor: (d.on, ev.seq),
         }
@@ -446,8 +493,28 @@ impl Loan {
                 });
             }
             Body::NegotiatedExtension(x) => self.apply_extension(ev.seq, x, policy),
-            // A contact moves no money.
-            Body::Contact(_) => {}
+            // A contact moves no money; a promise to pay is recorded.
+            Body::Contact(c) => {
+                if let Some(p) = &c.promise {
+                    let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+                    // Payments of the same day applied before it count too.
+                    let paid: Decimal = self
+                        .allocations
+                        .iter()
+                        .filter(|a| a.on >= day)
+                        .map(|a| a.amount)
+                        .sum();
+                    self.promises.push(PromiseRecord {
+                        seq: ev.seq,
+                        made_on: day,
+                        on: p.on,
+                        amount: p.amount,
+                        paid,
+                        kept_on: (paid >= p.amount).then_some(day),
+                        stage_before,
+                    });
+                }
+            }
         }
     }
 
@@ -479,6 +546,15 @@ impl Loan {
             }
         }
         self.overpaid += left;
+        // The promise in force counts payments dated from its day to its date, until kept.
+        if let Some(pr) = self.promises.last_mut() {
+            if pr.kept_on.is_none() && pr.made_on <= day && day <= pr.on {
+                pr.paid += amount;
+                if pr.paid >= pr.amount {
+                    pr.kept_on = Some(day);
+                }
+            }
+        }
         self.allocations.push(Allocation {
             seq,
             on: day,
@@ -567,6 +643,18 @@ impl Loan {
         });
     }
 
+    /// The promise in force at the end of day `x`: the last one made on or before it.
+    pub fn promise_at(&self, x: Date) -> Option<&PromiseRecord> {
+        self.promises.iter().rev().find(|p| p.made_on <= x)
+    }
+
+    /// The stage before the promise in force at the end of day `x`, when it is broken then.
+    pub fn broken_promise_at(&self, x: Date) -> Option<Stage> {
+        self.promise_at(x)
+            .filter(|p| p.status_at(x) == PromiseStatus::Broken)
+            .map(|p| p.stage_before)
+    }
+
     /// The stage at the end of day `d`, from the recorded history. Used for the stage before an
     /// extension; `current`, `negotiated` and `settled` all rank below `grace`, so which of them
     /// it was does not matter to the broken-promise rule and is not distinguished here.
@@ -580,6 +668,7 @@ impl Loan {
                 settled: false,
                 extended: prior.is_some(),
                 stage_before_last_extension: prior.map(|e| e.stage_before),
+                broken_promise_to_pay: self.broken_promise_at(d),
             },
             policy,
         )

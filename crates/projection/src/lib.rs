@@ -82,7 +82,7 @@ pub struct Snapshot {
 }
 
 /// The snapshot encoding this build writes.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 impl Snapshot {
     /// Fold every event of a loan (full knowledge, every date).

@@ -516,6 +516,36 @@ fn streams_break_every_collection_rule() {
         }
     }
     eprintln!("contacts {contacts}, findings {seen:?}");
+    // Promises to pay: kept, open and broken ones, and broken ones escalating without extension.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut status: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut escalated_by_promise_alone = 0;
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        let p = replay(
+            &events,
+            plus(events[0].business_date(), spec.as_of_offset),
+            None,
+            &policy,
+        )
+        .unwrap();
+        if let Some(pr) = &p.promise {
+            *status.entry(format!("{:?}", pr.status)).or_default() += 1;
+            if p.broken_promise && p.extensions == 0 {
+                escalated_by_promise_alone += 1;
+            }
+        }
+    }
+    eprintln!("promises {status:?}, broken-promise stage from a promise alone {escalated_by_promise_alone}");
+    assert!(
+        status.len() == 3 && status.values().all(|&n| n >= 3),
+        "{status:?}"
+    );
+    assert!(escalated_by_promise_alone >= 5);
     for rule in [
         "contact_hours",
         "calls_per_day",

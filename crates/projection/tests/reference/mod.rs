@@ -59,6 +59,10 @@ struct World {
     exts: Vec<(D, (u8, &'static str))>,
     misses: Vec<(u32, Option<D>)>,
     paid_on: BTreeMap<u32, D>,
+    /// Every payment applied so far: (date, amount).
+    payments: Vec<(D, Decimal)>,
+    /// Promises to pay in the order made: (made_on, on, amount, stage before).
+    promises: Vec<(D, D, Decimal, (u8, &'static str))>,
 }
 
 fn plus(d: D, n: i64) -> D {
@@ -158,6 +162,41 @@ impl World {
         v
     }
 
+    /// The stage before the promise in force at the end of day x, if it is broken then: the
+    /// last promise made by x, with the payments dated from its day to min(on, x) summed again.
+    fn promise_broken(&self, x: D) -> Option<(u8, &'static str)> {
+        let (made, on, amount, before) = *self.promises.iter().rev().find(|p| p.0 <= x)?;
+        let upto = if on < x { on } else { x };
+        let paid: Decimal = self
+            .payments
+            .iter()
+            .filter(|(d, _)| *d >= made && *d <= upto)
+            .map(|(_, a)| *a)
+            .sum();
+        (paid < amount && x > on).then_some(before)
+    }
+
+    /// The stage at the end of day x (before any event of the next day).
+    fn stage_eod(&self, x: D) -> (u8, &'static str) {
+        if x < self.on {
+            return (0, "current");
+        }
+        let last = self
+            .exts
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= x)
+            .map(|(_, s)| *s);
+        stage_of(
+            self.dpd_eod(x),
+            self.grace,
+            false,
+            last,
+            self.promise_broken(x),
+        )
+        .0
+    }
+
     fn dpd_eod(&self, d: D) -> i64 {
         let mut dpd = 0;
         for i in 0..self.insts.len() {
@@ -187,6 +226,7 @@ fn stage_of(
     grace: i64,
     settled: bool,
     ext_before: Option<(u8, &'static str)>,
+    promise_before: Option<(u8, &'static str)>,
 ) -> ((u8, &'static str), bool) {
     if settled {
         return ((0, "settled"), false);
@@ -204,11 +244,13 @@ fn stage_of(
     if dpd <= grace {
         return ((1, "grace"), false);
     }
-    let s = stage_by_dpd(dpd);
-    match ext_before {
-        Some(b) => (if b.0 > s.0 { b } else { s }, true),
-        None => (s, false),
+    let mut s = stage_by_dpd(dpd);
+    for b in [ext_before, promise_before].into_iter().flatten() {
+        if b.0 > s.0 {
+            s = b;
+        }
     }
+    (s, ext_before.is_some() || promise_before.is_some())
 }
 
 fn a(x: Decimal) -> Value {
@@ -262,6 +304,8 @@ pub fn project(
         exts: Vec::new(),
         misses: Vec::new(),
         paid_on: BTreeMap::new(),
+        payments: Vec::new(),
+        promises: Vec::new(),
     };
     let version = evs.iter().map(|e| e.seq).max().unwrap();
     let mut day = w.on;
@@ -271,8 +315,15 @@ pub fn project(
             let e = evs[k];
             k += 1;
             match &e.body {
-                Body::Disbursed(_) | Body::Contact(_) => {}
+                Body::Disbursed(_) => {}
+                Body::Contact(c) => {
+                    if let Some(p) = &c.promise {
+                        let before = w.stage_eod(plus(day, -1));
+                        w.promises.push((day, p.on, p.amount, before));
+                    }
+                }
                 Body::Payment(p) => {
+                    w.payments.push((day, p.amount));
                     let unpaid_pen = w.accrued(day) - w.pen_paid - w.pen_waived;
                     let mut left = p.amount;
                     let to_pen = left.min(unpaid_pen.max(Decimal::ZERO));
@@ -299,19 +350,7 @@ pub fn project(
                 }
                 Body::NegotiatedExtension(x) => {
                     // Stage at the end of the previous day, from the per-day table.
-                    let prev = plus(day, -1);
-                    let before = if prev < w.on {
-                        (0, "current")
-                    } else {
-                        let dpd = w.dpd_eod(prev);
-                        let last = w
-                            .exts
-                            .iter()
-                            .rev()
-                            .find(|(d, _)| *d <= prev)
-                            .map(|(_, s)| *s);
-                        stage_of(dpd, w.grace, false, last).0
-                    };
+                    let before = w.stage_eod(plus(day, -1));
                     let unpaid_pen =
                         (w.accrued(day) - w.pen_paid - w.pen_waived).max(Decimal::ZERO);
                     w.pen_waived += match x.waive_penalty {
@@ -438,7 +477,7 @@ pub fn project(
     anomalies.dedup();
     let settled = op.is_zero() && oi.is_zero() && out_pen.is_zero();
     let ext_before = w.exts.last().map(|(_, s)| *s);
-    let ((_, stage), broken) = stage_of(dpd, w.grace, settled, ext_before);
+    let ((_, stage), broken) = stage_of(dpd, w.grace, settled, ext_before, w.promise_broken(d));
     let mut class = match dpd {
         0 => 0,
         1..=90 => 1,
@@ -463,7 +502,7 @@ pub fn project(
     } else {
         format!("M{}", (dpd + 29) / 30)
     };
-    Some(json!({
+    let mut out = json!({
         "loan_id": first.loan_id.to_string(),
         "as_of": as_of.to_string(),
         "known_at": known_at.map(|t| arrears_core::event::fmt_timestamp(&t)),
@@ -485,7 +524,28 @@ pub fn project(
         "broken_promise": broken,
         "installments": insts,
         "anomalies": anomalies.iter().map(|(n, k)| json!({"kind": k, "installment": n})).collect::<Vec<_>>(),
-    }))
+    });
+    if let Some(&(made, on, amount, _)) = w.promises.last() {
+        // Kept: the running sum of payments dated made ..= min(on, d) reached the amount; the
+        // shown `paid` stops at the payment that kept it.
+        let upto = if on < d { on } else { d };
+        let mut run = Decimal::ZERO;
+        for (_, x) in w.payments.iter().filter(|(x, _)| *x >= made && *x <= upto) {
+            if run >= amount {
+                break;
+            }
+            run += *x;
+        }
+        let status = if run >= amount {
+            "kept"
+        } else if d > on {
+            "broken"
+        } else {
+            "open"
+        };
+        out["promise"] = json!({"made_on": made.to_string(), "on": on.to_string(), "amount": a(amount), "paid": a(run), "status": status});
+    }
+    Some(out)
 }
 
 /// The naive compliance reference (docs/rules.md §R2): for each contact with a local date ≤
