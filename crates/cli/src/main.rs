@@ -184,6 +184,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The monthly credit-report (征信) history of one loan: one status a month (docs/rules.md §R4).
+    CreditHistory {
+        loan: String,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn date_arg(name: &str, v: Option<&str>) -> Result<NaiveDate, Failure> {
@@ -508,6 +516,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })?,
             }
             print!("{}", report.render(json));
+        }
+        Cmd::CreditHistory { loan, as_of, json } => {
+            let (id, as_of) = (loan_arg(&loan)?, date_arg("as-of", as_of.as_deref())?);
+            let events = open()?.store.stream(id, None)?;
+            let h = arrears_cli::rules::credit_history(&events, as_of, &policy)
+                .ok_or_else(|| Failure::Input(format!("loan {id} is unknown on {as_of}")))?;
+            print!("{}", arrears_cli::rules::render_credit_history(&h, json));
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use arrears_core::event::Event;
 use arrears_core::Policy;
 use arrears_projection::compliance::{self, Finding};
+pub use arrears_projection::credit::CreditHistory;
 
 /// Every finding for one loan as of `as_of`: its contacts against the policy's collection rules,
 /// then the cost cap. Empty for a loan with no disbursement.
@@ -110,4 +111,41 @@ impl<'p> Report<'p> {
         }
         s
     }
+}
+
+/// The monthly credit-report history of one loan as of `as_of`; `None` when it is unknown then.
+pub fn credit_history(
+    events: &[Event],
+    as_of: NaiveDate,
+    policy: &Policy,
+) -> Option<CreditHistory> {
+    arrears_projection::credit::credit_history(events, as_of, policy)
+}
+
+/// The history as one JSON object (with a newline), or a readable table.
+pub fn render_credit_history(h: &CreditHistory, json: bool) -> String {
+    if json {
+        let mut s = serde_json::to_string(h).expect("histories always serialise");
+        s.push('\n');
+        return s;
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "credit history of {} as of {} (policy {}): {}",
+        h.loan_id, h.as_of, h.policy, h.history
+    );
+    let _ = writeln!(s, "  month    evaluated   status  days overdue");
+    for m in &h.months {
+        let _ = writeln!(
+            s,
+            "  {}  {}  {:<6}  {}",
+            m.month, m.on, m.status, m.days_overdue
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  N normal · 1–7 overdue 1–30 … over 180 days · C settled · * nothing due (docs/rules.md §R4)"
+    );
+    s
 }

@@ -98,6 +98,12 @@ fn answer(
                 .ok_or("show: the loan is unknown")?;
             Ok(("projection", serde_json::from_str(&p.to_json()).unwrap()))
         }
+        Some("credit_history") => {
+            let h = arrears_cli::rules::credit_history(only()?, as_of, policy)
+                .ok_or("credit_history: the loan is unknown")?;
+            let json = arrears_cli::rules::render_credit_history(&h, true);
+            Ok(("history", serde_json::from_str(&json).unwrap()))
+        }
         other => Err(format!("unknown query {other:?}")),
     }
 }

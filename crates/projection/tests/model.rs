@@ -377,6 +377,43 @@ proptest! {
         prop_assert_eq!(fast, reference::compliance(&events, as_of, &policy));
     }
 
+    /// The credit history, folded once across month ends, agrees with a full replay at each
+    /// month's evaluation day: `C` exactly when settled; a digit exactly when DPD is beyond the
+    /// reporting grace and the overdue amount beyond the tolerance, with the DPD as days overdue.
+    #[test]
+    fn credit_history_agrees_with_replay_at_each_month_end(spec in spec(), strict in any::<bool>()) {
+        let mut policy = Policy::default();
+        if strict {
+            policy.credit_report.grace_days = 0;
+            policy.credit_report.tolerance = Decimal::ZERO;
+        }
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let h = arrears_projection::credit::credit_history(&events, as_of, &policy).unwrap();
+        prop_assert_eq!(h.history.chars().count(), h.months.len());
+        for m in &h.months {
+            let p = replay(&events, m.on, None, &policy).unwrap();
+            prop_assert_eq!(m.status == 'C', p.status == "settled", "{:?}", m);
+            let g = (spec.grace.max(policy.credit_report.grace_days)) as i64;
+            let reported = p.status != "settled"
+                && p.days_past_due > g
+                && {
+                    let over: Decimal = p.installments.iter()
+                        .filter(|i| i.due_on < m.on && (m.on - i.due_on).num_days() > g)
+                        .map(|i| i.principal + i.interest - i.paid_principal - i.paid_interest)
+                        .sum();
+                    over > policy.credit_report.tolerance
+                };
+            prop_assert_eq!(m.status.is_ascii_digit(), reported, "{:?} {}", m, p.to_json());
+            if reported {
+                prop_assert_eq!(m.days_overdue, p.days_past_due);
+                let want = ((p.days_past_due + 29) / 30).min(7);
+                prop_assert_eq!(m.status.to_digit(10).unwrap() as i64, want);
+            }
+        }
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
