@@ -95,7 +95,7 @@ pub fn credit_history(events: &[Event], as_of: Date, policy: &Policy) -> Option<
     let Body::Disbursed(d) = &first.body else {
         return None;
     };
-    let mut loan = Loan::open(first, d);
+    let mut loan = Loan::open_under(first, d, policy);
     let mut next = 0;
     let mut months = Vec::new();
     let mut start = d.on.with_day(1).expect("day 1 exists");

@@ -43,7 +43,7 @@ pub fn fold_counted(events: &[&Event], policy: &Policy) -> Option<Loan> {
     let Body::Disbursed(d) = &first.body else {
         return None;
     };
-    let mut loan = Loan::open(first, d);
+    let mut loan = Loan::open_under(first, d, policy);
     for e in rest {
         loan.apply(e, policy);
     }
@@ -83,7 +83,7 @@ pub struct Snapshot {
 }
 
 /// The snapshot encoding this build writes.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 impl Snapshot {
     /// Fold every event of a loan (full knowledge, every date).
@@ -138,7 +138,8 @@ impl<'p> DecideGate<'p> {
         if history.is_empty() {
             decide::decide_first(ev)?;
             if let Body::Disbursed(d) = &ev.body {
-                self.cache.insert(ev.loan_id, Loan::open(ev, d));
+                self.cache
+                    .insert(ev.loan_id, Loan::open_under(ev, d, self.policy));
             }
             return Ok(());
         }

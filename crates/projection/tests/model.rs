@@ -414,6 +414,22 @@ proptest! {
         }
     }
 
+    /// The cost-cap stop (docs/rules.md §R5) against the naive reference, day by day.
+    #[test]
+    fn cost_cap_stop_matches_naive_reference(spec in spec(), cap_idx in 0usize..4) {
+        let mut policy = Policy { name: "stop-at-cap".into(), ..Policy::default() };
+        policy.cost_cap.stop_penalty = true;
+        policy.cost_cap.annual_rate = ["0", "0.05", "0.18", "0.24"][cap_idx].parse().unwrap();
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let on = events[0].business_date();
+        let as_of = plus(on, spec.as_of_offset);
+        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
+        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let naive = reference::project_capped(&events, as_of, known_at, &policy.name, Some(policy.cost_cap.annual_rate));
+        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
@@ -598,4 +614,40 @@ fn streams_break_every_collection_rule() {
             "{rule}: {seen:?}"
         );
     }
+}
+
+/// The random streams must hit the cost-cap stop often, mid-stretch and at stretch starts.
+#[test]
+fn streams_reach_the_cost_cap() {
+    let plain = Policy::default();
+    let mut capped = Policy {
+        name: "stop-at-cap".into(),
+        ..Policy::default()
+    };
+    capped.cost_cap.stop_penalty = true;
+    capped.cost_cap.annual_rate = "0.18".parse().unwrap();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut stopped, mut partial) = (0, 0);
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &plain);
+        if events.is_empty() {
+            continue;
+        }
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let a = fold(&events, as_of, None, &plain).unwrap();
+        let b = fold(&events, as_of, None, &capped).unwrap();
+        let st = b.accrual(as_of);
+        if st.stopped.is_some() && a.accrued(as_of) > st.pen {
+            stopped += 1;
+            if b.accrual_trail(as_of).iter().any(|s| s.days == 1) {
+                partial += 1;
+            }
+        }
+    }
+    eprintln!("stopped {stopped}, with a one-day stretch {partial}");
+    assert!(
+        stopped >= 30 && partial >= 10,
+        "stopped {stopped} partial {partial}"
+    );
 }

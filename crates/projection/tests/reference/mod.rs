@@ -41,6 +41,10 @@ struct Eod {
     due: D,
     base: Decimal,
     unpaid: bool,
+    /// Unpaid principal; interest charged if x ≥ due; interest paid (docs/rules.md §R5).
+    principal: Decimal,
+    interest: Decimal,
+    paid_interest: Decimal,
 }
 
 struct World {
@@ -48,6 +52,8 @@ struct World {
     grace: i64,
     compound: bool,
     rate: Decimal,
+    /// The cost cap's annual rate when penalty stops at the cap.
+    cap: Option<Decimal>,
     insts: Vec<Inst>,
     /// table[day index][installment index] (None: did not exist yet)
     table: Vec<Vec<Option<Eod>>>,
@@ -110,12 +116,49 @@ impl World {
         sum
     }
 
-    /// Penalty accrued through day t: Σ_{d = on+1}^{t} round(B(d − 1) × rate).
+    /// Penalty accrued through day t: Σ_{d = on+1}^{t} round(B(d − 1) × rate), each day checked
+    /// against the cost cap when it stops penalty: day d is charged in full while
+    /// 365 × (I(d − 1) + Pen(d − 1) + full) ≤ cap × Σ_{y < d} P(y), else the whole cents left
+    /// and nothing from then on.
     fn accrued(&self, t: D) -> Decimal {
         let mut total = Decimal::ZERO;
+        let mut pd = Decimal::ZERO;
+        let mut stopped = false;
         let mut d = plus(self.on, 1);
         while d <= t {
-            total += r2(self.b(plus(d, -1), t) * self.rate);
+            let x = plus(d, -1);
+            let full = r2(self.b(x, t) * self.rate);
+            match self.cap {
+                None => total += full,
+                Some(cap) => {
+                    let (mut p, mut i) = (Decimal::ZERO, Decimal::ZERO);
+                    for k in 0..self.insts.len() {
+                        if let Some(s) = self.eod(k, x) {
+                            p += s.principal;
+                            i += if x >= s.due {
+                                s.interest
+                            } else {
+                                s.paid_interest
+                            };
+                        }
+                    }
+                    pd += p;
+                    if !stopped {
+                        let h = cap * pd - Decimal::from(365) * (i + total);
+                        if Decimal::from(365) * full <= h {
+                            total += full;
+                        } else {
+                            // The largest whole cents c with 365 × c ≤ h, by counting down.
+                            let mut c = full;
+                            while c > Decimal::ZERO && Decimal::from(365) * c > h {
+                                c -= Decimal::new(1, 2);
+                            }
+                            total += c.max(Decimal::ZERO);
+                            stopped = true;
+                        }
+                    }
+                }
+            }
             d = plus(d, 1);
         }
         total
@@ -138,6 +181,13 @@ impl World {
                     due: i.due,
                     base,
                     unpaid,
+                    principal: if i.removed {
+                        Decimal::ZERO
+                    } else {
+                        i.principal - i.paid_p
+                    },
+                    interest: if i.removed { Decimal::ZERO } else { i.interest },
+                    paid_interest: if i.removed { Decimal::ZERO } else { i.paid_i },
                 })
             })
             .collect();
@@ -264,6 +314,17 @@ pub fn project(
     known_at: Option<chrono::DateTime<chrono::Utc>>,
     policy_name: &str,
 ) -> Option<Value> {
+    project_capped(events, as_of, known_at, policy_name, None)
+}
+
+/// The reference projection under a policy whose penalty stops at the cost cap `cap`.
+pub fn project_capped(
+    events: &[Event],
+    as_of: D,
+    known_at: Option<chrono::DateTime<chrono::Utc>>,
+    policy_name: &str,
+    cap: Option<Decimal>,
+) -> Option<Value> {
     let mut evs: Vec<&Event> = events
         .iter()
         .filter(|e| known_at.is_none_or(|t| e.recorded_at <= t))
@@ -283,6 +344,7 @@ pub fn project(
         grace: dis.terms.grace_days as i64,
         compound: dis.terms.compound,
         rate: dis.terms.daily_rate * dis.terms.penalty_multiplier,
+        cap,
         insts: dis
             .schedule
             .iter()
