@@ -14,7 +14,19 @@ pub use arrears_projection::credit::CreditHistory;
 /// Every finding for one loan as of `as_of`: its contacts against the policy's collection rules,
 /// then the cost cap. Empty for a loan with no disbursement.
 pub fn compliance(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Vec<Finding> {
-    compliance::check_contacts(events, as_of, policy)
+    let mut out = compliance::check_contacts(events, as_of, policy);
+    out.extend(compliance::check_cost(events, as_of, policy));
+    out
+}
+
+/// The cost measure of one loan on `as_of` (docs/rules.md §R5); `None` when unknown then.
+pub fn cost(
+    events: &[Event],
+    as_of: NaiveDate,
+    policy: &Policy,
+) -> Option<arrears_projection::cost::Cost> {
+    let loan = arrears_projection::fold(events, as_of, None, policy)?;
+    Some(arrears_projection::cost::cost(&loan, as_of, policy))
 }
 
 /// One finding as one JSON line (no newline).

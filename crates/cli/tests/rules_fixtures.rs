@@ -104,6 +104,11 @@ fn answer(
             let json = arrears_cli::rules::render_credit_history(&h, true);
             Ok(("history", serde_json::from_str(&json).unwrap()))
         }
+        Some("cost") => {
+            let c = arrears_cli::rules::cost(only()?, as_of, policy)
+                .ok_or("cost: the loan is unknown")?;
+            Ok(("cost", serde_json::to_value(&c).unwrap()))
+        }
         other => Err(format!("unknown query {other:?}")),
     }
 }

@@ -281,3 +281,26 @@ pub fn check_contacts(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Ve
     }
     out
 }
+
+/// The loan-level finding of the cost cap (docs/rules.md §R5) on `as_of`, if the loan is over it.
+pub fn check_cost(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Option<Finding> {
+    let loan = crate::fold(events, as_of, None, policy)?;
+    let c = crate::cost::cost(&loan, as_of, policy);
+    if !c.over_cap {
+        return None;
+    }
+    let fmt = arrears_core::money::fmt_amount;
+    Some(Finding {
+        loan_id: loan.loan_id,
+        rule: Rule::CostCap,
+        contact: None,
+        why: format!(
+            "annualised cost {} = 365 × (interest {} + penalty {}) / {} principal-days is over the cap {}",
+            c.annualised.map(|r| r.to_string()).unwrap_or_default(),
+            fmt(c.interest),
+            fmt(c.penalty),
+            fmt(c.principal_days),
+            c.cap.normalize()
+        ),
+    })
+}

@@ -522,6 +522,16 @@ impl Loan {
         t.checked_sub_days(lag).unwrap_or(t).max(self.disbursed_on)
     }
 
+    /// Principal-days Σ P(y) over days y in `[disbursed_on, t)` (docs/rules.md §R5), over the
+    /// stretches of constant principal: O(events), not O(days).
+    pub fn principal_days(&self, t: Date) -> Decimal {
+        let mut pd = Decimal::ZERO;
+        self.stretches(self.disbursed_on, t, t, &mut |x0, x1, _| {
+            pd += self.principal_and_interest_at(x0).0 * Decimal::from((x1 - x0).num_days());
+        });
+        pd
+    }
+
     /// The cap state after the final (cached) part of the accrual.
     fn cached(&self) -> CapState {
         CapState {

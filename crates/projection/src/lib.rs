@@ -13,6 +13,7 @@ use arrears_core::store::Gate;
 use arrears_core::Policy;
 
 pub mod compliance;
+pub mod cost;
 pub mod credit;
 pub mod decide;
 pub mod explain;

@@ -651,3 +651,35 @@ fn streams_reach_the_cost_cap() {
         "stopped {stopped} partial {partial}"
     );
 }
+
+/// Principal-days in closed form equal the day-by-day sum, and the cost measure agrees with
+/// its definition (docs/rules.md §R5).
+#[test]
+fn cost_measure_matches_its_definition_day_by_day() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..200 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        let on = events[0].business_date();
+        let as_of = plus(on, spec.as_of_offset);
+        let loan = fold(&events, as_of, None, &policy).unwrap();
+        let mut pd = Decimal::ZERO;
+        let mut y = on;
+        while y < as_of {
+            pd += loan.principal_and_interest_at(y).0;
+            y = plus(y, 1);
+        }
+        let c = arrears_projection::cost::cost(&loan, as_of, &policy);
+        assert_eq!(c.principal_days, pd);
+        assert_eq!(c.penalty, loan.accrued(as_of));
+        let total = c.interest + c.penalty;
+        assert_eq!(
+            c.over_cap,
+            Decimal::from(365) * total > policy.cost_cap.annual_rate * pd
+        );
+    }
+}
