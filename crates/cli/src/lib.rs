@@ -8,3 +8,4 @@ pub mod generate;
 pub mod ledger;
 pub mod portfolio;
 pub mod render;
+pub mod rules;

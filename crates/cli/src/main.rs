@@ -263,6 +263,26 @@ enum Cmd {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Contacts that broke the policy's collection rules (hours, calls a day, third parties,
+    /// stage, settlement), and loans over the cost cap: the rule, the event and why
+    /// (docs/rules.md §R2).
+    Compliance {
+        /// One loan; every loan when absent.
+        loan: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        /// JSON lines, one finding per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The monthly credit-report (征信) history of one loan: one status a month (docs/rules.md §R4).
+    CreditHistory {
+        loan: String,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A business date option; left out, today in the policy's business time zone (SPEC §10).
@@ -784,6 +804,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .map(|l| l.to_string())
                     .unwrap_or_default()
             );
+        }
+        Cmd::Compliance { loan, as_of, json } => {
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+            let loan = loan.as_deref().map(loan_arg).transpose()?;
+            let ledger = open()?;
+            let mut report = arrears_cli::rules::Report::new(as_of, &policy);
+            match loan {
+                Some(id) if !report.add(&ledger.events(id, None)?) => {
+                    return Err(Failure::Input(format!("loan {id} is unknown")))
+                }
+                Some(_) => {}
+                None => ledger.store().for_each_stream(&mut |_, evs| {
+                    report.add(&evs);
+                    Ok(())
+                })?,
+            }
+            print!("{}", report.render(json));
+        }
+        Cmd::CreditHistory { loan, as_of, json } => {
+            let (id, as_of) = (
+                loan_arg(&loan)?,
+                date_arg("as-of", as_of.as_deref(), &policy)?,
+            );
+            let events = open()?.events(id, None)?;
+            let h = arrears_cli::rules::credit_history(&events, as_of, &policy)
+                .ok_or_else(|| Failure::Input(format!("loan {id} is unknown on {as_of}")))?;
+            print!("{}", arrears_cli::rules::render_credit_history(&h, json));
         }
     }
     Ok(())

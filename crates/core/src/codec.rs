@@ -76,6 +76,29 @@ enum BodyV2 {
         new_due_on: Option<i32>,
         plan: Option<Vec<PlanV2>>,
     },
+    /// Added after the first stored data: a new variant at the end keeps every older tag.
+    Contact {
+        at_us: i64,
+        /// Indexes into `Channel::ALL`, `Party::ALL`, `Outcome::ALL`.
+        channel: u8,
+        party: u8,
+        outcome: u8,
+        agent: String,
+        /// (on, amount)
+        promise: Option<(i32, Dec)>,
+    },
+}
+
+fn index_of<T: PartialEq>(all: &[T], v: &T) -> u8 {
+    all.iter()
+        .position(|x| x == v)
+        .expect("every value is listed") as u8
+}
+
+fn nth<T: Copy>(all: &[T], i: u8, what: &str) -> Result<T, String> {
+    all.get(i as usize)
+        .copied()
+        .ok_or_else(|| format!("unknown {what} {i}"))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,6 +182,14 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                         .collect(),
                 ),
             },
+        },
+        Body::Contact(c) => BodyV2::Contact {
+            at_us: c.at.timestamp_micros(),
+            channel: index_of(Channel::ALL, &c.channel),
+            party: index_of(Party::ALL, &c.party),
+            outcome: index_of(Outcome::ALL, &c.outcome),
+            agent: c.agent.clone(),
+            promise: c.promise.as_ref().map(|p| (day(&p.on), dec(&p.amount))),
         },
     };
     let v = EventV2 {
@@ -270,6 +301,27 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
                 _ => return Err("extension has neither or both of new_due_on and a plan".into()),
             },
         }),
+        BodyV2::Contact {
+            at_us,
+            channel,
+            party,
+            outcome,
+            agent,
+            promise,
+        } => Body::Contact(Contact {
+            at: DateTime::from_timestamp_micros(at_us).ok_or("contact `at` out of range")?,
+            channel: nth(Channel::ALL, channel, "channel")?,
+            party: nth(Party::ALL, party, "party")?,
+            outcome: nth(Outcome::ALL, outcome, "outcome")?,
+            agent,
+            promise: match promise {
+                None => None,
+                Some((on, amount)) => Some(Promise {
+                    on: date(on)?,
+                    amount: undec(&amount),
+                }),
+            },
+        }),
     };
     Ok(Event {
         event_id: Uuid::from_bytes(v.event_id),
@@ -281,4 +333,98 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
         prev_hash: crate::chain::Digest32(v.prev_hash),
         hash: crate::chain::Digest32(v.hash),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{compute_hash, GENESIS};
+
+    fn event(line: &str, seq: u64) -> Event {
+        let (new, _) = crate::parse::parse_event(line).unwrap();
+        let mut e = Event {
+            event_id: Uuid::from_u128(seq as u128),
+            loan_id: new.loan_id,
+            seq,
+            recorded_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            body: new.body,
+            prev_hash: GENESIS,
+            hash: GENESIS,
+        };
+        e.hash = compute_hash(&e);
+        e
+    }
+
+    #[test]
+    fn contact_round_trips_with_every_channel_party_and_outcome() {
+        let loan = "00000000-0000-0000-0000-0000000000aa";
+        let mut seq = 0;
+        for ch in Channel::ALL {
+            for pa in Party::ALL {
+                for oc in Outcome::ALL {
+                    seq += 1;
+                    let promise = if *oc == Outcome::PromiseToPay {
+                        r#","promise":{"on":"2024-02-10","amount":"200.5"}"#
+                    } else {
+                        ""
+                    };
+                    let line = format!(
+                        r#"{{"loan_id":"{loan}","type":"contact","at":"2024-02-03T23:59:59.123456+08:00","channel":"{}","party":"{}","outcome":"{}","agent":"催收员-7"{promise}}}"#,
+                        ch.as_str(),
+                        pa.as_str(),
+                        oc.as_str()
+                    );
+                    let e = event(&line, seq);
+                    let back = decode(&encode(&e)).unwrap();
+                    assert_eq!(back, e);
+                    assert_eq!(back.to_json(), e.to_json());
+                    assert_eq!(compute_hash(&back), e.hash);
+                }
+            }
+        }
+    }
+
+    /// Bytes written before `contact` existed (format byte 2 bodies with tags 0–3) still decode:
+    /// the new variant is appended, so every older tag keeps its meaning.
+    #[test]
+    fn older_tags_are_unchanged() {
+        let loan = "00000000-0000-0000-0000-0000000000aa";
+        let pay = event(
+            &format!(
+                r#"{{"loan_id":"{loan}","type":"payment","on":"2024-02-05","amount":"1.00"}}"#
+            ),
+            2,
+        );
+        let bytes = encode(&pay);
+        // The body tag follows event_id (16), loan_id (16), seq (varint 1 byte), recorded_at
+        // (zigzag varint): payment is variant 1.
+        let mut body_tag_at = 16 + 16 + 1;
+        while bytes[body_tag_at] & 0x80 != 0 {
+            body_tag_at += 1;
+        }
+        assert_eq!(bytes[body_tag_at + 1], 1);
+        let contact = event(
+            &format!(
+                r#"{{"loan_id":"{loan}","type":"contact","at":"2024-02-03T10:00:00Z","channel":"sms","party":"borrower","outcome":"reached","agent":"a"}}"#
+            ),
+            3,
+        );
+        let bytes = encode(&contact);
+        assert_eq!(bytes[body_tag_at + 1], 4);
+    }
+
+    #[test]
+    fn canonical_json_of_a_contact() {
+        let loan = "00000000-0000-0000-0000-0000000000aa";
+        let e = event(
+            &format!(
+                r#"{{"loan_id":"{loan}","type":"contact","at":"2024-02-03T10:15:00+08:00","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a-7","promise":{{"on":"2024-02-10","amount":"200"}}}}"#
+            ),
+            1,
+        );
+        assert_eq!(
+            crate::chain::canonical_json(&e),
+            r#"{"agent":"a-7","at":"2024-02-03T02:15:00Z","channel":"call","event_id":"00000000-0000-0000-0000-000000000001","loan_id":"00000000-0000-0000-0000-0000000000aa","outcome":"promise_to_pay","party":"borrower","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","promise":{"amount":"200.00","on":"2024-02-10"},"recorded_at":"2023-11-14T22:13:20.123456Z","seq":1,"type":"contact"}"#
+        );
+    }
 }

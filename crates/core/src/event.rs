@@ -1,4 +1,5 @@
-//! The event model of SPEC §2: an envelope and four kinds of body.
+//! The event model of SPEC §2: an envelope and five kinds of body (the four of SPEC §2 and
+//! `contact`, docs/rules.md §R1).
 //!
 //! Serialisation (`serde::Serialize`) produces exactly the wire format: amounts and rates as
 //! strings, dates `YYYY-MM-DD`, timestamps RFC 3339 UTC with `Z`. Parsing lives in
@@ -174,6 +175,112 @@ impl Serialize for Extension {
     }
 }
 
+/// How the desk reached out (docs/rules.md §R1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    App,
+    Call,
+    Email,
+    Letter,
+    Visit,
+    AgencyHandover,
+    LegalFiling,
+}
+
+/// Who was contacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Borrower,
+    EmergencyContact,
+    ThirdParty,
+}
+
+/// What came of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Reached,
+    NoAnswer,
+    PromiseToPay,
+    Refused,
+    WrongNumber,
+}
+
+macro_rules! wire_names {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$t] = &[$(<$t>::$v),*];
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+            /// Parse a wire name.
+            pub fn from_name(s: &str) -> Option<$t> {
+                match s { $($s => Some(<$t>::$v),)* _ => None }
+            }
+        }
+    };
+}
+
+wire_names!(Channel {
+    Sms = "sms",
+    App = "app",
+    Call = "call",
+    Email = "email",
+    Letter = "letter",
+    Visit = "visit",
+    AgencyHandover = "agency_handover",
+    LegalFiling = "legal_filing",
+});
+wire_names!(Party {
+    Borrower = "borrower",
+    EmergencyContact = "emergency_contact",
+    ThirdParty = "third_party",
+});
+wire_names!(Outcome {
+    Reached = "reached",
+    NoAnswer = "no_answer",
+    PromiseToPay = "promise_to_pay",
+    Refused = "refused",
+    WrongNumber = "wrong_number",
+});
+
+/// A promise to pay (承诺还款): `amount` by the end of `on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Promise {
+    pub on: Date,
+    #[serde(with = "amount_str")]
+    pub amount: Decimal,
+}
+
+/// `contact` (催收记录): what the collection desk did. It moves no money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contact {
+    /// The moment of the contact, stored in UTC (given with any RFC 3339 offset).
+    #[serde(serialize_with = "ser_timestamp")]
+    pub at: Timestamp,
+    pub channel: Channel,
+    pub party: Party,
+    pub outcome: Outcome,
+    /// Who made the contact (an agent id, an agency name).
+    pub agent: String,
+    /// Present exactly when `outcome` is `promise_to_pay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promise: Option<Promise>,
+}
+
+impl Contact {
+    /// The business date: the UTC date of `at` (docs/decisions.md 27), the same under every
+    /// policy, so a stream replays identically whatever the business time zone.
+    pub fn business_date(&self) -> Date {
+        self.at.date_naive()
+    }
+}
+
 /// The body of an event; `type` on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -182,6 +289,7 @@ pub enum Body {
     Payment(Payment),
     Missed(Missed),
     NegotiatedExtension(Extension),
+    Contact(Contact),
 }
 
 impl Body {
@@ -192,6 +300,7 @@ impl Body {
             Body::Payment(p) => p.on,
             Body::Missed(m) => m.observed_on,
             Body::NegotiatedExtension(e) => e.agreed_on,
+            Body::Contact(c) => c.business_date(),
         }
     }
 
@@ -202,6 +311,7 @@ impl Body {
             Body::Payment(_) => "payment",
             Body::Missed(_) => "missed",
             Body::NegotiatedExtension(_) => "negotiated_extension",
+            Body::Contact(_) => "contact",
         }
     }
 }

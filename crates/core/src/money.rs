@@ -26,6 +26,27 @@ pub fn round_cents(x: Decimal) -> Decimal {
     r
 }
 
+/// The largest whole-cent amount p ≥ 0 with `365 × p ≤ h`: the penalty left under the cost cap
+/// when `h` is the cap's headroom scaled by 365 (docs/rules.md §R5). Exact: the candidate from the
+/// (rounded) division is checked by multiplication and corrected. The only other place cents are
+/// produced besides [`round_cents`]; it rounds down so the cap is never exceeded.
+pub fn cents_within(h: Decimal) -> Decimal {
+    let days = Decimal::from(365);
+    if h <= Decimal::ZERO {
+        return Decimal::new(0, 2);
+    }
+    let cent = Decimal::new(1, 2);
+    let mut p = (h / days).round_dp_with_strategy(2, RoundingStrategy::ToZero);
+    while p > Decimal::ZERO && days * p > h {
+        p -= cent;
+    }
+    while days * (p + cent) <= h {
+        p += cent;
+    }
+    p.rescale(2);
+    p
+}
+
 /// Why a string is not an amount or a rate. The field name is attached by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NumberError {

@@ -36,7 +36,9 @@ pub enum Invalid {
     UnknownField,
     #[error("appears twice in the object")]
     DuplicateKey,
-    #[error("`{0}` is not an event type (disbursed, payment, missed, negotiated_extension)")]
+    #[error(
+        "`{0}` is not an event type (disbursed, payment, missed, negotiated_extension, contact)"
+    )]
     UnknownType(String),
     #[error("expected {expected}, got {got}")]
     WrongType {
@@ -75,6 +77,8 @@ pub enum Invalid {
     Empty,
     #[error("{0}")]
     BadDateRange(String),
+    #[error("is only given with outcome `promise_to_pay`")]
+    PromiseWithoutPromiseToPay,
 }
 
 /// A rejected input event: the field (a path such as `terms.daily_rate` or
@@ -472,6 +476,7 @@ fn parse_event_value(v: Value) -> R<(NewEvent, ChainFields)> {
             observed_on: o.req_date("observed_on")?,
         }),
         "negotiated_extension" => Body::NegotiatedExtension(parse_extension(&mut o)?),
+        "contact" => Body::Contact(parse_contact(&mut o)?),
         _ => return Err(InputError::new("type", Invalid::UnknownType(kind))),
     };
     o.finish()?;
@@ -581,6 +586,88 @@ fn parse_disbursed(o: &mut Obj) -> R<Disbursed> {
             repayment,
         },
         schedule,
+    })
+}
+
+fn parse_contact(o: &mut Obj) -> R<Contact> {
+    let at = {
+        let s = o.req_str("at")?;
+        parse_timestamp(&s).ok_or_else(|| o.err("at", Invalid::BadTimestamp(s)))?
+    };
+    let channel = {
+        let s = o.req_str("channel")?;
+        Channel::from_name(&s).ok_or_else(|| {
+            o.err(
+                "channel",
+                Invalid::NotOneOf(
+                    s,
+                    "sms, app, call, email, letter, visit, agency_handover, legal_filing",
+                ),
+            )
+        })?
+    };
+    let party = {
+        let s = o.req_str("party")?;
+        Party::from_name(&s).ok_or_else(|| {
+            o.err(
+                "party",
+                Invalid::NotOneOf(s, "borrower, emergency_contact, third_party"),
+            )
+        })?
+    };
+    let outcome = {
+        let s = o.req_str("outcome")?;
+        Outcome::from_name(&s).ok_or_else(|| {
+            o.err(
+                "outcome",
+                Invalid::NotOneOf(
+                    s,
+                    "reached, no_answer, promise_to_pay, refused, wrong_number",
+                ),
+            )
+        })?
+    };
+    let agent = o
+        .text("agent")?
+        .ok_or_else(|| o.err("agent", Invalid::Missing))?;
+    if agent.trim().is_empty() {
+        return Err(o.err("agent", Invalid::Empty));
+    }
+    let promise = match o.take("promise") {
+        None => None,
+        Some(v) => {
+            if outcome != Outcome::PromiseToPay {
+                return Err(o.err("promise", Invalid::PromiseWithoutPromiseToPay));
+            }
+            let mut p = Obj::new(v, "promise")?;
+            let on = p.req_date("on")?;
+            let amount = p.req_amount("amount")?;
+            if amount.is_zero() {
+                return Err(p.err("amount", Invalid::NotPositive));
+            }
+            p.finish()?;
+            let day = at.date_naive();
+            if on < day {
+                return Err(InputError::new(
+                    "promise.on",
+                    Invalid::BadDateRange(format!(
+                        "{on} is before the contact's date {day} (UTC date of `at`)"
+                    )),
+                ));
+            }
+            Some(Promise { on, amount })
+        }
+    };
+    if outcome == Outcome::PromiseToPay && promise.is_none() {
+        return Err(o.err("promise", Invalid::Missing));
+    }
+    Ok(Contact {
+        at,
+        channel,
+        party,
+        outcome,
+        agent,
+        promise,
     })
 }
 

@@ -1,11 +1,15 @@
-//! The collection policy: stage thresholds, the extension limit and the APR cap (SPEC §4).
+//! The collection policy: stage thresholds, the extension limit and the APR cap (SPEC §4), the
+//! business time zone (SPEC §10), and the lender's rules of docs/rules.md: contact rules, credit
+//! report tolerances and the cost cap (sources in docs/regulation.md).
 //!
 //! The default is SPEC §4's table, named `default-v1`; a JSON file can replace it. The policy's
 //! name is printed in every projection, so two outputs computed under different policies can
-//! never be mistaken for each other.
+//! never be mistaken for each other. Every field added after the first version has a default, so
+//! older policy files still load.
 
+use chrono::NaiveTime;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Days-past-due thresholds: the first DPD of each stage. `reminder` starts at DPD 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,15 +34,151 @@ pub struct Policy {
     pub max_extensions: u32,
     pub stages: StageThresholds,
     /// The business time zone (IANA name, SPEC §10): wherever a business date is taken from the
-    /// clock (`--as-of` left out, a sweep from cron) it is today's date here. Optional in a
-    /// policy file (older files have none): `Asia/Shanghai`.
+    /// clock (`--as-of` left out, a sweep from cron) it is today's date here, and the contact
+    /// rules' local hours are read here. Optional in a policy file: `Asia/Shanghai`.
     #[serde(default = "default_time_zone")]
     pub time_zone: chrono_tz::Tz,
+    /// What collection may do, and when (docs/rules.md §R2).
+    #[serde(default)]
+    pub contact: ContactRules,
+    /// Reporting tolerances of the credit-report history (docs/rules.md §R4).
+    #[serde(default)]
+    pub credit_report: CreditReport,
+    /// The annualised total-cost cap (docs/rules.md §R5).
+    #[serde(default)]
+    pub cost_cap: CostCap,
 }
 
 /// A lender in mainland China closes its books on Beijing dates.
 pub fn default_time_zone() -> chrono_tz::Tz {
     chrono_tz::Asia::Shanghai
+}
+
+/// A collection stage a rule may name as the first one in which an action is allowed. The stages
+/// below `reminder` (current, negotiated, settled, grace) never allow escalated actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Escalation {
+    Reminder,
+    Phone,
+    WrittenNotice,
+    Outsourced,
+    Legal,
+}
+
+impl Escalation {
+    /// The wire name (also a stage name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escalation::Reminder => "reminder",
+            Escalation::Phone => "phone",
+            Escalation::WrittenNotice => "written_notice",
+            Escalation::Outsourced => "outsourced",
+            Escalation::Legal => "legal",
+        }
+    }
+}
+
+/// Local clock hours `from` (inclusive) to `to` (exclusive), written `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hours {
+    #[serde(with = "hhmm")]
+    pub from: NaiveTime,
+    #[serde(with = "hhmm")]
+    pub to: NaiveTime,
+}
+
+mod hhmm {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%H:%M").to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.len() == 5 && s.as_bytes()[2] == b':';
+        ok.then(|| NaiveTime::parse_from_str(&s, "%H:%M").ok())
+            .flatten()
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a time (HH:MM)")))
+    }
+}
+
+/// The contact rules of docs/rules.md §R2; each default's source is in docs/regulation.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactRules {
+    /// When calls, messages (sms, app, email) and visits are allowed, local time.
+    pub hours: Hours,
+    /// The most calls to the borrower on one local day (per loan).
+    pub max_calls_per_day: u32,
+    /// A third party (or emergency contact) may be contacted, to locate the borrower, only after
+    /// this many failed calls to the borrower since the borrower was last reached.
+    pub third_party_after_failed_calls: u32,
+    /// The first stage in which a visit (上门) is allowed.
+    pub visit_from: Escalation,
+    /// The first stage in which the loan may be handed to an outside agency (委外).
+    pub agency_handover_from: Escalation,
+    /// The first stage in which a lawsuit may be filed (起诉).
+    pub legal_filing_from: Escalation,
+}
+
+impl Default for ContactRules {
+    fn default() -> Self {
+        ContactRules {
+            hours: Hours {
+                from: NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
+                to: NaiveTime::from_hms_opt(21, 0, 0).expect("valid"),
+            },
+            max_calls_per_day: 3,
+            third_party_after_failed_calls: 3,
+            visit_from: Escalation::Outsourced,
+            agency_handover_from: Escalation::Outsourced,
+            legal_filing_from: Escalation::Legal,
+        }
+    }
+}
+
+/// Reporting tolerances of the monthly credit-report history (docs/rules.md §R4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditReport {
+    /// An installment is reported overdue only when more than this many days past its due date
+    /// (and past the loan's own grace days).
+    pub grace_days: u32,
+    /// An overdue unpaid amount (principal + interest) at or below this is not reported.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub tolerance: Decimal,
+}
+
+impl Default for CreditReport {
+    fn default() -> Self {
+        CreditReport {
+            grace_days: 3,
+            tolerance: Decimal::new(1000, 2),
+        }
+    }
+}
+
+/// The annualised total-cost cap (docs/rules.md §R5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostCap {
+    /// The cap on (interest + penalty) × 365 / principal-days, inclusive.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub annual_rate: Decimal,
+    /// Stop penalty accrual on the day the cap is reached (docs/rules.md §R5).
+    pub stop_penalty: bool,
+}
+
+impl Default for CostCap {
+    fn default() -> Self {
+        CostCap {
+            annual_rate: Decimal::new(24, 2),
+            stop_penalty: false,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -54,6 +194,9 @@ impl Default for Policy {
                 legal_from_dpd: 61,
             },
             time_zone: default_time_zone(),
+            contact: ContactRules::default(),
+            credit_report: CreditReport::default(),
+            cost_cap: CostCap::default(),
         }
     }
 }
@@ -67,6 +210,10 @@ pub enum PolicyError {
     Thresholds,
     #[error("policy file: apr_cap must not be negative")]
     NegativeCap,
+    #[error("policy file: contact.hours.from must be before contact.hours.to")]
+    Hours,
+    #[error("policy file: {0} must not be negative")]
+    Negative(&'static str),
 }
 
 impl Policy {
@@ -94,6 +241,15 @@ impl Policy {
         if p.apr_cap.is_sign_negative() {
             return Err(PolicyError::NegativeCap);
         }
+        if p.contact.hours.from >= p.contact.hours.to {
+            return Err(PolicyError::Hours);
+        }
+        if p.credit_report.tolerance.is_sign_negative() {
+            return Err(PolicyError::Negative("credit_report.tolerance"));
+        }
+        if p.cost_cap.annual_rate.is_sign_negative() {
+            return Err(PolicyError::Negative("cost_cap.annual_rate"));
+        }
         Ok(p)
     }
 }
@@ -108,7 +264,7 @@ mod tests {
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"default-v1","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61},"time_zone":"Asia/Shanghai"}"#
+            r#"{"name":"default-v1","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61},"time_zone":"Asia/Shanghai","contact":{"hours":{"from":"08:00","to":"21:00"},"max_calls_per_day":3,"third_party_after_failed_calls":3,"visit_from":"outsourced","agency_handover_from":"outsourced","legal_filing_from":"legal"},"credit_report":{"grace_days":3,"tolerance":"10.00"},"cost_cap":{"annual_rate":"0.24","stop_penalty":false}}"#
         );
         assert_eq!(Policy::from_json(&json).unwrap(), p);
     }
@@ -136,6 +292,44 @@ mod tests {
         let p = Policy::from_json(&ny).unwrap();
         assert_eq!(p.business_date(t).to_string(), "2024-03-01");
         assert_eq!(p.describe(), "x, business dates in America/New_York");
+    }
+
+    #[test]
+    fn a_policy_file_of_the_first_version_still_loads_with_the_new_defaults() {
+        let json = r#"{"name":"default-v1","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61}}"#;
+        assert_eq!(Policy::from_json(json).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn new_sections_are_partial_and_checked() {
+        let base = r#""name":"x","apr_cap":"0.36","max_extensions":3,"stages":{"phone_from_dpd":4,"written_notice_from_dpd":16,"outsourced_from_dpd":31,"legal_from_dpd":61}"#;
+        let p = Policy::from_json(&format!(
+            r#"{{{base},"time_zone":"Europe/London","contact":{{"max_calls_per_day":5}},"cost_cap":{{"stop_penalty":true}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(p.time_zone, chrono_tz::Europe::London);
+        assert_eq!(p.contact.max_calls_per_day, 5);
+        assert_eq!(p.contact.hours, ContactRules::default().hours);
+        assert!(p.cost_cap.stop_penalty);
+        assert_eq!(p.cost_cap.annual_rate, Decimal::new(24, 2));
+        for (bad, want) in [
+            (r#""time_zone":"Mars/Olympus""#, "Mars/Olympus"),
+            (
+                r#""contact":{"hours":{"from":"8:00","to":"21:00"}}"#,
+                "HH:MM",
+            ),
+            (
+                r#""contact":{"hours":{"from":"21:00","to":"08:00"}}"#,
+                "before",
+            ),
+            (r#""contact":{"visit_from":"current"}"#, "unknown variant"),
+            (r#""contact":{"calls":3}"#, "unknown field"),
+            (r#""credit_report":{"tolerance":"-1"}"#, "negative"),
+            (r#""cost_cap":{"annual_rate":"-0.1"}"#, "negative"),
+        ] {
+            let e = Policy::from_json(&format!("{{{base},{bad}}}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

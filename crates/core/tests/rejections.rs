@@ -90,7 +90,7 @@ fn envelope() {
         err(&format!(
             r#"{{"loan_id":"{LOAN}","type":"refund","on":"2024-02-05"}}"#
         )),
-        "type: `refund` is not an event type (disbursed, payment, missed, negotiated_extension)"
+        "type: `refund` is not an event type (disbursed, payment, missed, negotiated_extension, contact)"
     );
     assert_eq!(
         err(&format!(
@@ -293,6 +293,100 @@ fn missed_and_extension_shape() {
         )),
         "installments[0].due_on: 2024-02-19 is not after agreed_on 2024-02-20"
     );
+}
+
+#[test]
+fn contact_shape() {
+    let c = |body: &str| format!(r#"{{"loan_id":"{LOAN}","type":"contact",{body}}}"#);
+    let base =
+        r#""at":"2024-02-03T10:15:00+08:00","channel":"call","party":"borrower","agent":"a-7""#;
+    ok(&c(&format!(r#"{base},"outcome":"no_answer""#)));
+    ok(&c(&format!(
+        r#"{base},"outcome":"promise_to_pay","promise":{{"on":"2024-02-10","amount":"200.00"}}"#
+    )));
+    let (ev, _) = parse_event(&c(&format!(r#"{base},"outcome":"reached""#))).unwrap();
+    let arrears_core::Body::Contact(contact) = &ev.body else {
+        panic!("not a contact")
+    };
+    // Stored in UTC; the business date is the UTC date.
+    assert_eq!(
+        arrears_core::event::fmt_timestamp(&contact.at),
+        "2024-02-03T02:15:00Z"
+    );
+    assert_eq!(ev.body.business_date().to_string(), "2024-02-03");
+    let cases = [
+        (
+            r#""at":"2024-02-03 10:15","channel":"call","party":"borrower","outcome":"reached","agent":"a""#,
+            "at: `2024-02-03 10:15` is not an RFC 3339 timestamp",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00","channel":"call","party":"borrower","outcome":"reached","agent":"a""#,
+            "at: `2024-02-03T10:15:00` is not an RFC 3339 timestamp",
+        ),
+        (
+            r#""channel":"call","party":"borrower","outcome":"reached","agent":"a""#,
+            "at: is required",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"fax","party":"borrower","outcome":"reached","agent":"a""#,
+            "channel: `fax` is not one of sms, app, call, email, letter, visit, agency_handover, legal_filing",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"boss","outcome":"reached","agent":"a""#,
+            "party: `boss` is not one of borrower, emergency_contact, third_party",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"paid","agent":"a""#,
+            "outcome: `paid` is not one of reached, no_answer, promise_to_pay, refused, wrong_number",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached""#,
+            "agent: is required",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached","agent":" ""#,
+            "agent: must not be empty",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached","agent":7"#,
+            "agent: expected a string, got a JSON number",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached","agent":"a","promise":{"on":"2024-02-10","amount":"1.00"}"#,
+            "promise: is only given with outcome `promise_to_pay`",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a""#,
+            "promise: is required",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a","promise":{"on":"2024-02-10","amount":200}"#,
+            "promise.amount: expected a string, got a JSON number",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a","promise":{"on":"2024-02-10","amount":"0"}"#,
+            "promise.amount: must be greater than zero",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a","promise":{"on":"2024-02-10","amount":"1.00","by":"x"}"#,
+            "promise.by: is not a field of this event",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a","promise":{"on":"2024-02-02","amount":"1.00"}"#,
+            "promise.on: 2024-02-02 is before the contact's date 2024-02-03 (UTC date of `at`)",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached","agent":"a","on":"2024-02-03""#,
+            "on: is not a field of this event",
+        ),
+        (
+            r#""at":"2024-02-03T10:15:00Z","channel":"call","party":"borrower","outcome":"reached","agent":"a","Agent":"b""#,
+            "Agent: is not a field of this event",
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(err(&c(body)), want, "{body}");
+    }
 }
 
 #[test]

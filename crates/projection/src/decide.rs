@@ -22,6 +22,8 @@ pub enum Rejection {
     PaymentBeforeDisbursement { on: Date, disbursed_on: Date },
     #[error("agreed_on: {agreed_on} is before the disbursement on {disbursed_on}")]
     AgreedBeforeDisbursement { agreed_on: Date, disbursed_on: Date },
+    #[error("at: the contact on {on} (UTC date) is before the disbursement on {disbursed_on}")]
+    ContactBeforeDisbursement { on: Date, disbursed_on: Date },
     #[error("installment: the loan has no installment {n} on {on}")]
     NoSuchInstallment { n: u32, on: Date },
     #[error("observed_on: installment {n} is due {due_on} with {grace_days} grace days; a miss can be observed from {first_day}, not {observed_on}")]
@@ -109,6 +111,18 @@ pub fn decide(
                 return Err(Rejection::DuplicateMiss {
                     n: inst.n,
                     due_on: inst.due_on,
+                });
+            }
+            Ok(())
+        }
+        // A contact is a fact about what the desk did: it is recorded even when it broke a rule
+        // (that is what `compliance` reports), so only its date is checked.
+        Body::Contact(c) => {
+            let on = c.business_date();
+            if on < loan.disbursed_on {
+                return Err(Rejection::ContactBeforeDisbursement {
+                    on,
+                    disbursed_on: loan.disbursed_on,
                 });
             }
             Ok(())

@@ -83,6 +83,26 @@ pub struct DayState {
     pub base: Decimal,
     /// Anything unpaid at all (principal or interest), whatever `compound` says.
     pub unpaid: bool,
+    /// Unpaid principal (the cost cap's principal-days, docs/rules.md §R5).
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub principal: Decimal,
+    /// Scheduled interest (after waivers) and interest paid: the interest charged on day x is
+    /// `interest` once x ≥ `due_on`, `paid_interest` before.
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub interest: Decimal,
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub paid_interest: Decimal,
+}
+
+impl DayState {
+    /// Interest charged at the end of day x under this state.
+    pub fn interest_charged(&self, x: Date) -> Decimal {
+        if x >= self.due_on {
+            self.interest
+        } else {
+            self.paid_interest
+        }
+    }
 }
 
 /// One installment, as it stands after the events applied so far.
@@ -132,17 +152,29 @@ impl Installment {
         } else {
             self.unpaid_principal()
         };
+        let (principal, interest, paid_interest) = if self.removed {
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
+        } else {
+            (self.unpaid_principal(), self.interest, self.paid_interest)
+        };
         let st = DayState {
             from: day,
             due_on: self.due_on,
             base,
             unpaid,
+            principal,
+            interest,
+            paid_interest,
         };
         match self.history.last_mut() {
             Some(last) if last.from == day => *last = st,
             Some(last)
-                if last.due_on == st.due_on && last.base == st.base && last.unpaid == st.unpaid => {
-            }
+                if last.due_on == st.due_on
+                    && last.base == st.base
+                    && last.unpaid == st.unpaid
+                    && last.principal == st.principal
+                    && last.interest == st.interest
+                    && last.paid_interest == st.paid_interest => {}
             _ => self.history.push(st),
         }
     }
@@ -162,10 +194,24 @@ pub struct Penalty {
     pub final_sum: Decimal,
     #[serde(with = "arrears_core::money::compact::date")]
     pub final_upto: Date,
+    /// Principal-days Σ P(y) for y < `final_upto` (cost cap only).
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub final_pd: Decimal,
+    /// The penalty day the cost cap stopped accrual on, if within the final part.
+    pub final_stopped: Option<Date>,
     #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
     #[serde(with = "arrears_core::money::compact::dec")]
     pub waived: Decimal,
+}
+
+/// Where the capped accrual stands (docs/rules.md §R5): penalty so far, principal-days so far,
+/// and the penalty day accrual stopped on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapState {
+    pub pen: Decimal,
+    pub pd: Decimal,
+    pub stopped: Option<Date>,
 }
 
 /// One stretch of penalty accrual, for the audit trail: penalty days `from..=to`.
@@ -227,6 +273,61 @@ pub struct ExtensionRecord {
     pub waived_interest: Decimal,
 }
 
+/// A promise to pay (docs/rules.md §R3), and the payments counted towards it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseRecord {
+    pub seq: u64,
+    /// The contact's business date.
+    #[serde(with = "arrears_core::money::compact::date")]
+    pub made_on: Date,
+    /// Promised by the end of this day.
+    #[serde(with = "arrears_core::money::compact::date")]
+    pub on: Date,
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub amount: Decimal,
+    /// Payments dated `made_on ..= on` counted so far (until kept).
+    #[serde(with = "arrears_core::money::compact::dec")]
+    pub paid: Decimal,
+    /// The day the counted payments reached `amount`.
+    pub kept_on: Option<Date>,
+    /// The stage at the end of the day before the promise (for the broken-promise rule).
+    pub stage_before: Stage,
+}
+
+/// Where a promise stands at the end of a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseStatus {
+    Open,
+    Kept,
+    Broken,
+}
+
+impl PromiseStatus {
+    /// The wire name (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromiseStatus::Open => "open",
+            PromiseStatus::Kept => "kept",
+            PromiseStatus::Broken => "broken",
+        }
+    }
+}
+
+impl PromiseRecord {
+    /// Kept once the counted payments reach the amount; broken from the day after `on`
+    /// otherwise; open until then.
+    pub fn status_at(&self, x: Date) -> PromiseStatus {
+        if self.kept_on.is_some_and(|k| k <= x) {
+            PromiseStatus::Kept
+        } else if x > self.on {
+            PromiseStatus::Broken
+        } else {
+            PromiseStatus::Open
+        }
+    }
+}
+
 /// The folded state of one loan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loan {
@@ -240,6 +341,8 @@ pub struct Loan {
     pub compound: bool,
     #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty_rate_daily: Decimal,
+    /// The cost cap's annual rate when the policy stops penalty at the cap (docs/rules.md §R5).
+    pub stop_at_cost_cap: Option<Decimal>,
     pub installments: Vec<Installment>,
     pub penalty: Penalty,
     #[serde(with = "arrears_core::money::compact::dec")]
@@ -249,6 +352,8 @@ pub struct Loan {
     pub extensions: Vec<ExtensionRecord>,
     pub misses: Vec<MissRecord>,
     pub allocations: Vec<Allocation>,
+    /// Promises to pay, in the order made; the last one made by a day is the one in force.
+    pub promises: Vec<PromiseRecord>,
     /// The highest `seq` applied.
     pub version: u64,
     /// (business date, seq) of the last event applied: the next must sort after it.
@@ -256,7 +361,18 @@ pub struct Loan {
 }
 
 impl Loan {
-    /// Start a loan from its `disbursed` event.
+    /// Start a loan from its `disbursed` event under `policy` (its cost-cap switch is part of
+    /// how penalty accrues).
+    pub fn open_under(ev: &Event, d: &Disbursed, policy: &arrears_core::Policy) -> Loan {
+        let mut loan = Loan::open(ev, d);
+        loan.stop_at_cost_cap = policy
+            .cost_cap
+            .stop_penalty
+            .then_some(policy.cost_cap.annual_rate);
+        loan
+    }
+
+    /// Start a loan from its `disbursed` event (no cost-cap stop).
     pub fn open(ev: &Event, d: &Disbursed) -> Loan {
         let compound = d.terms.compound;
         let installments = d
@@ -286,10 +402,13 @@ impl Loan {
             grace_days: d.terms.grace_days,
             compound,
             penalty_rate_daily: d.terms.penalty_rate_daily(),
+            stop_at_cost_cap: None,
             installments,
             penalty: Penalty {
                 final_sum: Decimal::ZERO,
                 final_upto: d.on,
+                final_pd: Decimal::ZERO,
+                final_stopped: None,
                 paid: Decimal::ZERO,
                 waived: Decimal::ZERO,
             },
@@ -298,6 +417,7 @@ impl Loan {
             extensions: Vec::new(),
             misses: Vec::new(),
             allocations: Vec::new(),
+            promises: Vec::new(),
             version: ev.seq,
             cursor: (d.on, ev.seq),
         }
@@ -364,15 +484,95 @@ impl Loan {
         round_cents(base * self.penalty_rate_daily)
     }
 
-    /// Σ round(B_t(x) × rate) over x in `[a, b)`.
-    fn sum_range(&self, a: Date, b: Date, t: Date) -> Decimal {
-        let mut sum = Decimal::ZERO;
+    /// Unpaid principal P(x) and interest charged I(x) at the end of day x.
+    pub fn principal_and_interest_at(&self, x: Date) -> (Decimal, Decimal) {
+        let (mut p, mut i) = (Decimal::ZERO, Decimal::ZERO);
+        for inst in &self.installments {
+            if let Some(s) = inst.state_at(x) {
+                p += s.principal;
+                i += s.interest_charged(x);
+            }
+        }
+        (p, i)
+    }
+
+    /// Walk penalty days a + 1 ..= b (B(x) for x in `[a, b)`) as seen on day `t`, from `st`,
+    /// calling `emit(x0, x1, base, daily)` for each run of days x in `[x0, x1)` charged `daily`.
+    /// Without the cost-cap stop each day is charged round(B × rate). With it (docs/rules.md §R5)
+    /// penalty day d is charged in full only while 365 × (I(d − 1) + Pen(d − 1) + full) ≤
+    /// cap × PD(d), PD(d) = Σ_{y < d} P(y); the first day it would not be, it is charged the
+    /// whole cents left under the cap, and no later day is charged. Closed form: the first such
+    /// day of a stretch is solved for, not searched.
+    fn walk(
+        &self,
+        a: Date,
+        b: Date,
+        t: Date,
+        st: &mut CapState,
+        emit: &mut dyn FnMut(Date, Date, Decimal, Decimal),
+    ) {
+        let days365 = Decimal::from(365);
         self.stretches(a, b, t, &mut |x0, x1, base| {
-            if !base.is_zero() {
-                sum += self.daily(base) * Decimal::from((x1 - x0).num_days());
+            let full = self.daily(base);
+            let n = (x1 - x0).num_days();
+            let Some(cap) = self.stop_at_cost_cap else {
+                st.pen += full * Decimal::from(n);
+                emit(x0, x1, base, full);
+                return;
+            };
+            if st.stopped.is_some() {
+                return;
+            }
+            let (p, i) = self.principal_and_interest_at(x0);
+            // Day x0 + k is charged in full iff k × delta ≤ room.
+            let delta = days365 * full - cap * p;
+            let room = cap * st.pd - days365 * (i + st.pen);
+            let ok = |k: i64| Decimal::from(k) * delta <= room;
+            let first_bad = if !ok(1) {
+                Some(1)
+            } else if ok(n) {
+                // ok(1) and ok(n): with delta ≤ 0 every k is fine; with delta > 0 every k ≤ n.
+                None
+            } else {
+                // delta > 0 and room ≥ delta: the last good k is ⌊room / delta⌋ (checked).
+                let mut k = (room / delta)
+                    .floor()
+                    .to_string()
+                    .parse::<i64>()
+                    .unwrap_or(n)
+                    .clamp(1, n);
+                while k > 1 && !ok(k) {
+                    k -= 1;
+                }
+                while k < n && ok(k + 1) {
+                    k += 1;
+                }
+                Some(k + 1)
+            };
+            match first_bad {
+                None => {
+                    st.pen += full * Decimal::from(n);
+                    st.pd += p * Decimal::from(n);
+                    emit(x0, x1, base, full);
+                }
+                Some(k) => {
+                    let stop_x = x0
+                        .checked_add_days(Days::new(k as u64 - 1))
+                        .expect("inside the stretch");
+                    if k > 1 {
+                        st.pen += full * Decimal::from(k - 1);
+                        emit(x0, stop_x, base, full);
+                    }
+                    st.pd += p * Decimal::from(k);
+                    let part =
+                        arrears_core::money::cents_within(cap * st.pd - days365 * (i + st.pen))
+                            .min(full);
+                    st.pen += part;
+                    emit(stop_x, next_day(stop_x), base, part);
+                    st.stopped = Some(next_day(stop_x));
+                }
             }
         });
-        sum
     }
 
     /// The first day x whose B is still open to a retroactive default as seen on day `t`.
@@ -381,13 +581,38 @@ impl Loan {
         t.checked_sub_days(lag).unwrap_or(t).max(self.disbursed_on)
     }
 
+    /// Principal-days Σ P(y) over days y in `[disbursed_on, t)` (docs/rules.md §R5), over the
+    /// stretches of constant principal: O(events), not O(days).
+    pub fn principal_days(&self, t: Date) -> Decimal {
+        let mut pd = Decimal::ZERO;
+        self.stretches(self.disbursed_on, t, t, &mut |x0, x1, _| {
+            pd += self.principal_and_interest_at(x0).0 * Decimal::from((x1 - x0).num_days());
+        });
+        pd
+    }
+
+    /// The cap state after the final (cached) part of the accrual.
+    fn cached(&self) -> CapState {
+        CapState {
+            pen: self.penalty.final_sum,
+            pd: self.penalty.final_pd,
+            stopped: self.penalty.final_stopped,
+        }
+    }
+
+    /// Penalty accrued through day `t` (penalty days ≤ t), without touching the cache, and the
+    /// day the cost cap stopped it (if it did by `t`).
+    pub fn accrual(&self, t: Date) -> CapState {
+        let mut st = self.cached();
+        if t > self.penalty.final_upto {
+            self.walk(self.penalty.final_upto, t, t, &mut st, &mut |_, _, _, _| {});
+        }
+        st
+    }
+
     /// Penalty accrued through day `t` (penalty days ≤ t), without touching the cache.
     pub fn accrued(&self, t: Date) -> Decimal {
-        let f = self.penalty.final_upto;
-        if t <= f {
-            return self.penalty.final_sum;
-        }
-        self.penalty.final_sum + self.sum_range(f, t, t)
+        self.accrual(t).pen
     }
 
     /// Penalty accrued through day `t`, moving the final part of the sum into the cache. Only
@@ -395,8 +620,17 @@ impl Loan {
     fn accrue(&mut self, t: Date) -> Decimal {
         let target = self.open_from(t);
         if target > self.penalty.final_upto {
-            let add = self.sum_range(self.penalty.final_upto, target, t);
-            self.penalty.final_sum += add;
+            let mut st = self.cached();
+            self.walk(
+                self.penalty.final_upto,
+                target,
+                t,
+                &mut st,
+                &mut |_, _, _, _| {},
+            );
+            self.penalty.final_sum = st.pen;
+            self.penalty.final_pd = st.pd;
+            self.penalty.final_stopped = st.stopped;
             self.penalty.final_upto = target;
         }
         self.accrued(t)
@@ -419,30 +653,44 @@ impl Loan {
     /// adjacent stretches of equal base merged.
     pub fn accrual_trail(&self, t: Date) -> Vec<Stretch> {
         let mut out: Vec<Stretch> = Vec::new();
-        self.stretches(self.disbursed_on, t, t, &mut |x0, x1, base| {
-            if base.is_zero() {
-                return;
-            }
-            let days = (x1 - x0).num_days();
-            let daily = self.daily(base);
-            // Penalty day d is charged on B(d − 1): x in [x0, x1) are days x0+1 ..= x1.
-            let (from, to) = (next_day(x0), x1);
-            match out.last_mut() {
-                Some(last) if last.base == base && next_day(last.to) == from => {
-                    last.to = to;
-                    last.days += days;
-                    last.subtotal += daily * Decimal::from(days);
+        let mut st = CapState {
+            pen: Decimal::ZERO,
+            pd: Decimal::ZERO,
+            stopped: None,
+        };
+        self.walk(
+            self.disbursed_on,
+            t,
+            t,
+            &mut st,
+            &mut |x0, x1, base, daily| {
+                if base.is_zero() {
+                    return;
                 }
-                _ => out.push(Stretch {
-                    from,
-                    to,
-                    days,
-                    base,
-                    daily,
-                    subtotal: daily * Decimal::from(days),
-                }),
-            }
-        });
+                let days = (x1 - x0).num_days();
+                // Penalty day d is charged on B(d − 1): x in [x0, x1) are days x0+1 ..= x1.
+                let (from, to) = (next_day(x0), x1);
+                match out.last_mut() {
+                    Some(last)
+                        if last.base == base
+                            && last.daily == daily
+                            && next_day(last.to) == from =>
+                    {
+                        last.to = to;
+                        last.days += days;
+                        last.subtotal += daily * Decimal::from(days);
+                    }
+                    _ => out.push(Stretch {
+                        from,
+                        to,
+                        days,
+                        base,
+                        daily,
+                        subtotal: daily * Decimal::from(days),
+                    }),
+                }
+            },
+        );
         out
     }
 
@@ -498,6 +746,28 @@ impl Loan {
                 });
             }
             Body::NegotiatedExtension(x) => self.apply_extension(ev.seq, x, policy),
+            // A contact moves no money; a promise to pay is recorded.
+            Body::Contact(c) => {
+                if let Some(p) = &c.promise {
+                    let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+                    // Payments of the same day applied before it count too.
+                    let paid: Decimal = self
+                        .allocations
+                        .iter()
+                        .filter(|a| a.on >= day)
+                        .map(|a| a.amount)
+                        .sum();
+                    self.promises.push(PromiseRecord {
+                        seq: ev.seq,
+                        made_on: day,
+                        on: p.on,
+                        amount: p.amount,
+                        paid,
+                        kept_on: (paid >= p.amount).then_some(day),
+                        stage_before,
+                    });
+                }
+            }
         }
     }
 
@@ -529,6 +799,15 @@ impl Loan {
             }
         }
         self.overpaid += left;
+        // The promise in force counts payments dated from its day to its date, until kept.
+        if let Some(pr) = self.promises.last_mut() {
+            if pr.kept_on.is_none() && pr.made_on <= day && day <= pr.on {
+                pr.paid += amount;
+                if pr.paid >= pr.amount {
+                    pr.kept_on = Some(day);
+                }
+            }
+        }
         self.allocations.push(Allocation {
             seq,
             on: day,
@@ -617,6 +896,18 @@ impl Loan {
         });
     }
 
+    /// The promise in force at the end of day `x`: the last one made on or before it.
+    pub fn promise_at(&self, x: Date) -> Option<&PromiseRecord> {
+        self.promises.iter().rev().find(|p| p.made_on <= x)
+    }
+
+    /// The stage before the promise in force at the end of day `x`, when it is broken then.
+    pub fn broken_promise_at(&self, x: Date) -> Option<Stage> {
+        self.promise_at(x)
+            .filter(|p| p.status_at(x) == PromiseStatus::Broken)
+            .map(|p| p.stage_before)
+    }
+
     /// The stage at the end of day `d`, from the recorded history. Used for the stage before an
     /// extension; `current`, `negotiated` and `settled` all rank below `grace`, so which of them
     /// it was does not matter to the broken-promise rule and is not distinguished here.
@@ -630,6 +921,7 @@ impl Loan {
                 settled: false,
                 extended: prior.is_some(),
                 stage_before_last_extension: prior.map(|e| e.stage_before),
+                broken_promise_to_pay: self.broken_promise_at(d),
             },
             policy,
         )

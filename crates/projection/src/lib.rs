@@ -12,6 +12,9 @@ use arrears_core::event::{Body, Date, Event, Timestamp};
 use arrears_core::gate::Gate;
 use arrears_core::Policy;
 
+pub mod compliance;
+pub mod cost;
+pub mod credit;
 pub mod decide;
 pub mod explain;
 pub mod fold;
@@ -42,7 +45,7 @@ pub fn fold_counted(events: &[&Event], policy: &Policy) -> Option<Loan> {
     let Body::Disbursed(d) = &first.body else {
         return None;
     };
-    let mut loan = Loan::open(first, d);
+    let mut loan = Loan::open_under(first, d, policy);
     for e in rest {
         loan.apply(e, policy);
     }
@@ -82,7 +85,7 @@ pub struct Snapshot {
 }
 
 /// The snapshot encoding this build writes.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 impl Snapshot {
     /// Fold every event of a loan (full knowledge, every date).
@@ -137,7 +140,8 @@ impl<'p> DecideGate<'p> {
         if history.is_empty() {
             decide::decide_first(ev)?;
             if let Body::Disbursed(d) = &ev.body {
-                self.cache.insert(ev.loan_id, Loan::open(ev, d));
+                self.cache
+                    .insert(ev.loan_id, Loan::open_under(ev, d, self.policy));
             }
             return Ok(());
         }

@@ -70,6 +70,9 @@ pub struct StageInput {
     pub extended: bool,
     /// The stage at the end of the day before the most recent extension.
     pub stage_before_last_extension: Option<Stage>,
+    /// When the most recent promise to pay is broken on the day: the stage at the end of the
+    /// day before it was made (docs/rules.md §R3).
+    pub broken_promise_to_pay: Option<Stage>,
 }
 
 /// The stage by DPD alone, for DPD beyond grace. Thresholds are absolute (SPEC §8).
@@ -107,17 +110,20 @@ pub fn stage(s: &StageInput, policy: &Policy) -> (Stage, bool) {
         return (Stage::Grace, false);
     }
     let st = by_dpd(s.dpd, policy);
+    let later = |a: Stage, b: Stage| if b.rank() > a.rank() { b } else { a };
+    let mut worst = st;
     if s.extended {
         // Broken promise: overdue beyond grace again after an extension.
-        let before = s.stage_before_last_extension.unwrap_or(Stage::Current);
-        let worst = if before.rank() > st.rank() {
-            before
-        } else {
-            st
-        };
-        return (worst, true);
+        worst = later(
+            worst,
+            s.stage_before_last_extension.unwrap_or(Stage::Current),
+        );
     }
-    (st, false)
+    if let Some(before) = s.broken_promise_to_pay {
+        // A broken promise to pay escalates exactly like a broken extension.
+        worst = later(worst, before);
+    }
+    (worst, s.extended || s.broken_promise_to_pay.is_some())
 }
 
 /// 五级分类 by DPD; a loan with an extension is at least `special_mention` until settled.
@@ -172,6 +178,7 @@ mod tests {
                 settled: false,
                 extended: false,
                 stage_before_last_extension: None,
+                broken_promise_to_pay: None,
             },
             &p,
         )
@@ -239,6 +246,7 @@ mod tests {
             settled: false,
             extended: true,
             stage_before_last_extension: Some(Stage::Outsourced),
+            broken_promise_to_pay: None,
         };
         assert_eq!(stage(&s, &p), (Stage::Outsourced, true));
         let s = StageInput {
@@ -247,6 +255,7 @@ mod tests {
             settled: false,
             extended: true,
             stage_before_last_extension: Some(Stage::Phone),
+            broken_promise_to_pay: None,
         };
         assert_eq!(stage(&s, &p), (Stage::WrittenNotice, true));
         let s = StageInput {
@@ -255,7 +264,27 @@ mod tests {
             settled: false,
             extended: true,
             stage_before_last_extension: Some(Stage::Legal),
+            broken_promise_to_pay: None,
         };
         assert_eq!(stage(&s, &p), (Stage::Negotiated, false));
+        // A broken promise to pay, without any extension.
+        let s = StageInput {
+            dpd: 20,
+            grace_days: 0,
+            settled: false,
+            extended: false,
+            stage_before_last_extension: None,
+            broken_promise_to_pay: Some(Stage::Outsourced),
+        };
+        assert_eq!(stage(&s, &p), (Stage::Outsourced, true));
+        let s = StageInput {
+            dpd: 3,
+            grace_days: 5,
+            settled: false,
+            extended: false,
+            stage_before_last_extension: None,
+            broken_promise_to_pay: Some(Stage::Outsourced),
+        };
+        assert_eq!(stage(&s, &p), (Stage::Grace, false));
     }
 }

@@ -143,6 +143,23 @@ pub struct Projection {
     pub broken_promise: bool,
     pub installments: Vec<InstallmentView>,
     pub anomalies: Vec<Anomaly>,
+    /// Added after SPEC §7 (docs/rules.md §R3): the promise to pay in force, when the loan has
+    /// one; absent otherwise, so loans without promises print exactly the §7 object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promise: Option<PromiseView>,
+}
+
+/// The promise to pay in force on the as-of date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromiseView {
+    pub made_on: Date,
+    pub on: Date,
+    #[serde(serialize_with = "amt")]
+    pub amount: Decimal,
+    /// Payments dated `made_on ..= min(on, as_of)` counted towards it (until it was kept).
+    #[serde(serialize_with = "amt")]
+    pub paid: Decimal,
+    pub status: crate::fold::PromiseStatus,
 }
 
 impl Projection {
@@ -253,7 +270,21 @@ impl Projection {
             json::uint(out, a.installment.into());
             out.push(b'}');
         }
-        out.extend_from_slice(b"]}");
+        out.push(b']');
+        if let Some(p) = &self.promise {
+            out.extend_from_slice(b",\"promise\":{\"made_on\":");
+            json::date(out, p.made_on);
+            out.extend_from_slice(b",\"on\":");
+            json::date(out, p.on);
+            out.extend_from_slice(b",\"amount\":");
+            json::amount(out, p.amount);
+            out.extend_from_slice(b",\"paid\":");
+            json::amount(out, p.paid);
+            out.extend_from_slice(b",\"status\":");
+            json::string(out, p.status.as_str());
+            out.push(b'}');
+        }
+        out.push(b'}');
     }
 }
 
@@ -351,6 +382,7 @@ pub fn project(
             settled,
             extended,
             stage_before_last_extension: loan.extensions.last().map(|e| e.stage_before),
+            broken_promise_to_pay: loan.broken_promise_at(d),
         },
         policy,
     );
@@ -391,5 +423,12 @@ pub fn project(
         broken_promise,
         installments,
         anomalies,
+        promise: loan.promise_at(d).map(|p| PromiseView {
+            made_on: p.made_on,
+            on: p.on,
+            amount: p.amount,
+            paid: p.paid,
+            status: p.status_at(d),
+        }),
     }
 }

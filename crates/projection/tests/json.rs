@@ -2,6 +2,7 @@
 //! `Serialize` derive: on arbitrary field values (here) and on projections of random event
 //! streams (`model.rs`).
 
+use arrears_projection::fold::PromiseStatus;
 use arrears_projection::view::*;
 use arrears_projection::{Projection, Stage};
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -75,6 +76,7 @@ fn base() -> Projection {
             kind: AnomalyKind::UnrecordedMiss,
             installment: 1,
         }],
+        promise: None,
     }
 }
 
@@ -287,6 +289,7 @@ fn projection() -> impl Strategy<Value = Projection> {
         ),
         proptest::collection::vec(installment(), 0..5),
         proptest::collection::vec((any::<bool>(), any::<u32>()), 0..4),
+        proptest::option::of((date(), date(), decimal(), decimal(), 0usize..3)),
     )
         .prop_map(
             |(
@@ -295,6 +298,7 @@ fn projection() -> impl Strategy<Value = Projection> {
                 (dpd, stage, extensions, broken_promise, class, bucket),
                 installments,
                 anomalies,
+                promise,
             )| Projection {
                 loan_id: Uuid::from_u128(id),
                 as_of,
@@ -348,6 +352,17 @@ fn projection() -> impl Strategy<Value = Projection> {
                         installment,
                     })
                     .collect(),
+                promise: promise.map(|(made_on, on, amount, paid, status)| PromiseView {
+                    made_on,
+                    on,
+                    amount,
+                    paid,
+                    status: [
+                        PromiseStatus::Open,
+                        PromiseStatus::Kept,
+                        PromiseStatus::Broken,
+                    ][status],
+                }),
             },
         )
 }

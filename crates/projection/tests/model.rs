@@ -34,6 +34,17 @@ enum Action {
         plan: Option<(u32, u32)>,
         push_days: u32,
     },
+    Contact {
+        offset: u32,
+        minute_of_day: u32,
+        channel: usize,
+        party: usize,
+        outcome: usize,
+        /// promise: (days after the contact, amount in cents), used when outcome is promise_to_pay
+        promise: (u32, i64),
+        /// The same contact this many times the same day, 7 minutes apart (bursts of calls).
+        repeat: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +67,9 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0u32..140, 0u8..3, 0u8..4, proptest::option::of((1u32..4, 10u32..40)), 1u32..50).prop_map(
             |(offset, waive_penalty, waive_interest_pct, plan, push_days)| Action::Extend { offset, waive_penalty, waive_interest_pct, plan, push_days }
         ),
+        3 => (0u32..160, 0u32..1400, prop_oneof![3 => Just(2usize), 5 => 0usize..8], prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 0usize..5, (0u32..20, 1i64..200_000), prop_oneof![3 => Just(1u32), 2 => 2u32..7]).prop_map(
+            |(offset, minute_of_day, channel, party, outcome, promise, repeat)| Action::Contact { offset, minute_of_day, channel, party, outcome, promise, repeat }
+        ),
     ]
 }
 
@@ -69,7 +83,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             any::<bool>(),
         ),
         (any::<bool>(), 1u32..5, any::<bool>()),
-        proptest::collection::vec(action(), 0..10),
+        proptest::collection::vec(action(), 0..13),
         0u32..220,
         proptest::option::of(0usize..12),
     )
@@ -169,6 +183,39 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                     reference: None,
                 }),
             ),
+            Action::Contact {
+                offset,
+                minute_of_day,
+                channel,
+                party,
+                outcome,
+                promise,
+                repeat,
+            } => {
+                for j in 0..repeat {
+                    let day = plus(on, offset);
+                    let minute_of_day = (minute_of_day + 7 * j).min(1439);
+                    let at = Utc.from_utc_datetime(
+                        &day.and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
+                            .unwrap(),
+                    );
+                    let outcome = Outcome::ALL[outcome];
+                    offer(
+                        &mut history,
+                        Body::Contact(Contact {
+                            at,
+                            channel: Channel::ALL[channel],
+                            party: Party::ALL[party],
+                            outcome,
+                            agent: "agent-1".into(),
+                            promise: (outcome == Outcome::PromiseToPay).then(|| Promise {
+                                on: plus(day, promise.0),
+                                amount: Decimal::new(promise.1, 2),
+                            }),
+                        }),
+                    )
+                }
+            }
             Action::Miss { n, offset } => offer(
                 &mut history,
                 Body::Missed(Missed {
@@ -307,6 +354,107 @@ proptest! {
         }
     }
 
+    /// A contact without a promise moves no money and changes nothing but `version`.
+    #[test]
+    fn contacts_without_promises_change_nothing_but_version(spec in spec()) {
+        let policy = Policy::default();
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let without: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(&e.body, Body::Contact(c) if c.promise.is_none()))
+            .cloned()
+            .collect();
+        let strip = |p: Option<arrears_projection::Projection>| {
+            p.map(|p| {
+                let mut v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+                v.as_object_mut().unwrap().remove("version");
+                v
+            })
+        };
+        prop_assert_eq!(
+            strip(replay(&events, as_of, None, &policy)),
+            strip(replay(&without, as_of, None, &policy))
+        );
+    }
+
+    /// Every compliance rule against the naive reference (its own projection for the stage).
+    #[test]
+    fn compliance_matches_naive_reference(spec in spec(), strict in any::<bool>()) {
+        let mut policy = Policy::default();
+        if strict {
+            // Exercise other bounds: an earlier zone, a narrower window, fewer calls.
+            policy.time_zone = chrono_tz::Asia::Kolkata;
+            policy.contact.hours.from = chrono::NaiveTime::from_hms_opt(9, 30, 0).unwrap();
+            policy.contact.hours.to = chrono::NaiveTime::from_hms_opt(18, 0, 0).unwrap();
+            policy.contact.max_calls_per_day = 1;
+            policy.contact.third_party_after_failed_calls = 1;
+            policy.contact.visit_from = arrears_core::policy::Escalation::Phone;
+        }
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let fast: Vec<(u64, &str)> = arrears_projection::compliance::check_contacts(&events, as_of, &policy)
+            .iter()
+            .map(|f| (f.contact.as_ref().unwrap().seq, f.rule.as_str()))
+            .collect();
+        prop_assert_eq!(fast, reference::compliance(&events, as_of, &policy));
+    }
+
+    /// The credit history, folded once across month ends, agrees with a full replay at each
+    /// month's evaluation day: `C` exactly when settled; a digit exactly when DPD is beyond the
+    /// reporting grace and the overdue amount beyond the tolerance, with the DPD as days overdue.
+    #[test]
+    fn credit_history_agrees_with_replay_at_each_month_end(spec in spec(), strict in any::<bool>()) {
+        let mut policy = Policy::default();
+        if strict {
+            policy.credit_report.grace_days = 0;
+            policy.credit_report.tolerance = Decimal::ZERO;
+        }
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let h = arrears_projection::credit::credit_history(&events, as_of, &policy).unwrap();
+        prop_assert_eq!(h.history.chars().count(), h.months.len());
+        for m in &h.months {
+            let p = replay(&events, m.on, None, &policy).unwrap();
+            prop_assert_eq!(m.status == 'C', p.status == "settled", "{:?}", m);
+            let g = (spec.grace.max(policy.credit_report.grace_days)) as i64;
+            let reported = p.status != "settled"
+                && p.days_past_due > g
+                && {
+                    let over: Decimal = p.installments.iter()
+                        .filter(|i| i.due_on < m.on && (m.on - i.due_on).num_days() > g)
+                        .map(|i| i.principal + i.interest - i.paid_principal - i.paid_interest)
+                        .sum();
+                    over > policy.credit_report.tolerance
+                };
+            prop_assert_eq!(m.status.is_ascii_digit(), reported, "{:?} {}", m, p.to_json());
+            if reported {
+                prop_assert_eq!(m.days_overdue, p.days_past_due);
+                let want = ((p.days_past_due + 29) / 30).min(7);
+                prop_assert_eq!(m.status.to_digit(10).unwrap() as i64, want);
+            }
+        }
+    }
+
+    /// The cost-cap stop (docs/rules.md §R5) against the naive reference, day by day.
+    #[test]
+    fn cost_cap_stop_matches_naive_reference(spec in spec(), cap_idx in 0usize..4) {
+        let mut policy = Policy { name: "stop-at-cap".into(), ..Policy::default() };
+        policy.cost_cap.stop_penalty = true;
+        policy.cost_cap.annual_rate = ["0", "0.05", "0.18", "0.24"][cap_idx].parse().unwrap();
+        let events = build(&spec, &policy);
+        prop_assume!(!events.is_empty());
+        let on = events[0].business_date();
+        let as_of = plus(on, spec.as_of_offset);
+        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
+        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let naive = reference::project_capped(&events, as_of, known_at, &policy.name, Some(policy.cost_cap.annual_rate));
+        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+    }
+
     #[test]
     fn output_is_deterministic(spec in spec()) {
         let policy = Policy::default();
@@ -381,7 +529,7 @@ fn streams_cover_the_interesting_cases() {
                         restructures += 1;
                     }
                 }
-                Body::Disbursed(_) => {}
+                Body::Disbursed(_) | Body::Contact(_) => {}
             }
             if e.business_date() < last {
                 backdated += 1;
@@ -452,4 +600,143 @@ fn long_schedules_match_reference() {
         }
     }
     assert!(checked > 100, "{checked}");
+}
+
+/// The random streams must break every collection rule some of the time, or the comparison with
+/// the reference proves little.
+#[test]
+fn streams_break_every_collection_rule() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut contacts = 0;
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        contacts += events
+            .iter()
+            .filter(|e| matches!(e.body, Body::Contact(_)))
+            .count();
+        let as_of = plus(events[0].business_date(), 400);
+        for f in arrears_projection::compliance::check_contacts(&events, as_of, &policy) {
+            *seen.entry(f.rule.as_str()).or_default() += 1;
+        }
+    }
+    eprintln!("contacts {contacts}, findings {seen:?}");
+    // Promises to pay: kept, open and broken ones, and broken ones escalating without extension.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut status: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut escalated_by_promise_alone = 0;
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        let p = replay(
+            &events,
+            plus(events[0].business_date(), spec.as_of_offset),
+            None,
+            &policy,
+        )
+        .unwrap();
+        if let Some(pr) = &p.promise {
+            *status.entry(format!("{:?}", pr.status)).or_default() += 1;
+            if p.broken_promise && p.extensions == 0 {
+                escalated_by_promise_alone += 1;
+            }
+        }
+    }
+    eprintln!("promises {status:?}, broken-promise stage from a promise alone {escalated_by_promise_alone}");
+    assert!(
+        status.len() == 3 && status.values().all(|&n| n >= 3),
+        "{status:?}"
+    );
+    assert!(escalated_by_promise_alone >= 5);
+    for rule in [
+        "contact_hours",
+        "calls_per_day",
+        "third_party_contact",
+        "third_party_disclosure",
+        "visit_before_stage",
+        "agency_before_stage",
+        "legal_filing_before_stage",
+        "contact_after_settlement",
+    ] {
+        assert!(
+            seen.get(rule).copied().unwrap_or(0) >= 5,
+            "{rule}: {seen:?}"
+        );
+    }
+}
+
+/// The random streams must hit the cost-cap stop often, mid-stretch and at stretch starts.
+#[test]
+fn streams_reach_the_cost_cap() {
+    let plain = Policy::default();
+    let mut capped = Policy {
+        name: "stop-at-cap".into(),
+        ..Policy::default()
+    };
+    capped.cost_cap.stop_penalty = true;
+    capped.cost_cap.annual_rate = "0.18".parse().unwrap();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut stopped, mut partial) = (0, 0);
+    for _ in 0..400 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &plain);
+        if events.is_empty() {
+            continue;
+        }
+        let as_of = plus(events[0].business_date(), spec.as_of_offset);
+        let a = fold(&events, as_of, None, &plain).unwrap();
+        let b = fold(&events, as_of, None, &capped).unwrap();
+        let st = b.accrual(as_of);
+        if st.stopped.is_some() && a.accrued(as_of) > st.pen {
+            stopped += 1;
+            if b.accrual_trail(as_of).iter().any(|s| s.days == 1) {
+                partial += 1;
+            }
+        }
+    }
+    eprintln!("stopped {stopped}, with a one-day stretch {partial}");
+    assert!(
+        stopped >= 30 && partial >= 10,
+        "stopped {stopped} partial {partial}"
+    );
+}
+
+/// Principal-days in closed form equal the day-by-day sum, and the cost measure agrees with
+/// its definition (docs/rules.md §R5).
+#[test]
+fn cost_measure_matches_its_definition_day_by_day() {
+    let policy = Policy::default();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..200 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, &policy);
+        if events.is_empty() {
+            continue;
+        }
+        let on = events[0].business_date();
+        let as_of = plus(on, spec.as_of_offset);
+        let loan = fold(&events, as_of, None, &policy).unwrap();
+        let mut pd = Decimal::ZERO;
+        let mut y = on;
+        while y < as_of {
+            pd += loan.principal_and_interest_at(y).0;
+            y = plus(y, 1);
+        }
+        let c = arrears_projection::cost::cost(&loan, as_of, &policy);
+        assert_eq!(c.principal_days, pd);
+        assert_eq!(c.penalty, loan.accrued(as_of));
+        let total = c.interest + c.penalty;
+        assert_eq!(
+            c.over_cap,
+            Decimal::from(365) * total > policy.cost_cap.annual_rate * pd
+        );
+    }
 }

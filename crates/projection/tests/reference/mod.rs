@@ -41,6 +41,10 @@ struct Eod {
     due: D,
     base: Decimal,
     unpaid: bool,
+    /// Unpaid principal; interest charged if x ≥ due; interest paid (docs/rules.md §R5).
+    principal: Decimal,
+    interest: Decimal,
+    paid_interest: Decimal,
 }
 
 struct World {
@@ -48,6 +52,8 @@ struct World {
     grace: i64,
     compound: bool,
     rate: Decimal,
+    /// The cost cap's annual rate when penalty stops at the cap.
+    cap: Option<Decimal>,
     insts: Vec<Inst>,
     /// table[day index][installment index] (None: did not exist yet)
     table: Vec<Vec<Option<Eod>>>,
@@ -59,6 +65,10 @@ struct World {
     exts: Vec<(D, (u8, &'static str))>,
     misses: Vec<(u32, Option<D>)>,
     paid_on: BTreeMap<u32, D>,
+    /// Every payment applied so far: (date, amount).
+    payments: Vec<(D, Decimal)>,
+    /// Promises to pay in the order made: (made_on, on, amount, stage before).
+    promises: Vec<(D, D, Decimal, (u8, &'static str))>,
 }
 
 fn plus(d: D, n: i64) -> D {
@@ -106,12 +116,49 @@ impl World {
         sum
     }
 
-    /// Penalty accrued through day t: Σ_{d = on+1}^{t} round(B(d − 1) × rate).
+    /// Penalty accrued through day t: Σ_{d = on+1}^{t} round(B(d − 1) × rate), each day checked
+    /// against the cost cap when it stops penalty: day d is charged in full while
+    /// 365 × (I(d − 1) + Pen(d − 1) + full) ≤ cap × Σ_{y < d} P(y), else the whole cents left
+    /// and nothing from then on.
     fn accrued(&self, t: D) -> Decimal {
         let mut total = Decimal::ZERO;
+        let mut pd = Decimal::ZERO;
+        let mut stopped = false;
         let mut d = plus(self.on, 1);
         while d <= t {
-            total += r2(self.b(plus(d, -1), t) * self.rate);
+            let x = plus(d, -1);
+            let full = r2(self.b(x, t) * self.rate);
+            match self.cap {
+                None => total += full,
+                Some(cap) => {
+                    let (mut p, mut i) = (Decimal::ZERO, Decimal::ZERO);
+                    for k in 0..self.insts.len() {
+                        if let Some(s) = self.eod(k, x) {
+                            p += s.principal;
+                            i += if x >= s.due {
+                                s.interest
+                            } else {
+                                s.paid_interest
+                            };
+                        }
+                    }
+                    pd += p;
+                    if !stopped {
+                        let h = cap * pd - Decimal::from(365) * (i + total);
+                        if Decimal::from(365) * full <= h {
+                            total += full;
+                        } else {
+                            // The largest whole cents c with 365 × c ≤ h, by counting down.
+                            let mut c = full;
+                            while c > Decimal::ZERO && Decimal::from(365) * c > h {
+                                c -= Decimal::new(1, 2);
+                            }
+                            total += c.max(Decimal::ZERO);
+                            stopped = true;
+                        }
+                    }
+                }
+            }
             d = plus(d, 1);
         }
         total
@@ -134,6 +181,13 @@ impl World {
                     due: i.due,
                     base,
                     unpaid,
+                    principal: if i.removed {
+                        Decimal::ZERO
+                    } else {
+                        i.principal - i.paid_p
+                    },
+                    interest: if i.removed { Decimal::ZERO } else { i.interest },
+                    paid_interest: if i.removed { Decimal::ZERO } else { i.paid_i },
                 })
             })
             .collect();
@@ -156,6 +210,41 @@ impl World {
             .collect();
         v.sort_by_key(|&i| (self.insts[i].due, self.insts[i].n));
         v
+    }
+
+    /// The stage before the promise in force at the end of day x, if it is broken then: the
+    /// last promise made by x, with the payments dated from its day to min(on, x) summed again.
+    fn promise_broken(&self, x: D) -> Option<(u8, &'static str)> {
+        let (made, on, amount, before) = *self.promises.iter().rev().find(|p| p.0 <= x)?;
+        let upto = if on < x { on } else { x };
+        let paid: Decimal = self
+            .payments
+            .iter()
+            .filter(|(d, _)| *d >= made && *d <= upto)
+            .map(|(_, a)| *a)
+            .sum();
+        (paid < amount && x > on).then_some(before)
+    }
+
+    /// The stage at the end of day x (before any event of the next day).
+    fn stage_eod(&self, x: D) -> (u8, &'static str) {
+        if x < self.on {
+            return (0, "current");
+        }
+        let last = self
+            .exts
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= x)
+            .map(|(_, s)| *s);
+        stage_of(
+            self.dpd_eod(x),
+            self.grace,
+            false,
+            last,
+            self.promise_broken(x),
+        )
+        .0
     }
 
     fn dpd_eod(&self, d: D) -> i64 {
@@ -187,6 +276,7 @@ fn stage_of(
     grace: i64,
     settled: bool,
     ext_before: Option<(u8, &'static str)>,
+    promise_before: Option<(u8, &'static str)>,
 ) -> ((u8, &'static str), bool) {
     if settled {
         return ((0, "settled"), false);
@@ -204,11 +294,13 @@ fn stage_of(
     if dpd <= grace {
         return ((1, "grace"), false);
     }
-    let s = stage_by_dpd(dpd);
-    match ext_before {
-        Some(b) => (if b.0 > s.0 { b } else { s }, true),
-        None => (s, false),
+    let mut s = stage_by_dpd(dpd);
+    for b in [ext_before, promise_before].into_iter().flatten() {
+        if b.0 > s.0 {
+            s = b;
+        }
     }
+    (s, ext_before.is_some() || promise_before.is_some())
 }
 
 fn a(x: Decimal) -> Value {
@@ -221,6 +313,17 @@ pub fn project(
     as_of: D,
     known_at: Option<chrono::DateTime<chrono::Utc>>,
     policy_name: &str,
+) -> Option<Value> {
+    project_capped(events, as_of, known_at, policy_name, None)
+}
+
+/// The reference projection under a policy whose penalty stops at the cost cap `cap`.
+pub fn project_capped(
+    events: &[Event],
+    as_of: D,
+    known_at: Option<chrono::DateTime<chrono::Utc>>,
+    policy_name: &str,
+    cap: Option<Decimal>,
 ) -> Option<Value> {
     let mut evs: Vec<&Event> = events
         .iter()
@@ -241,6 +344,7 @@ pub fn project(
         grace: dis.terms.grace_days as i64,
         compound: dis.terms.compound,
         rate: dis.terms.daily_rate * dis.terms.penalty_multiplier,
+        cap,
         insts: dis
             .schedule
             .iter()
@@ -262,6 +366,8 @@ pub fn project(
         exts: Vec::new(),
         misses: Vec::new(),
         paid_on: BTreeMap::new(),
+        payments: Vec::new(),
+        promises: Vec::new(),
     };
     let version = evs.iter().map(|e| e.seq).max().unwrap();
     let mut day = w.on;
@@ -272,7 +378,14 @@ pub fn project(
             k += 1;
             match &e.body {
                 Body::Disbursed(_) => {}
+                Body::Contact(c) => {
+                    if let Some(p) = &c.promise {
+                        let before = w.stage_eod(plus(day, -1));
+                        w.promises.push((day, p.on, p.amount, before));
+                    }
+                }
                 Body::Payment(p) => {
+                    w.payments.push((day, p.amount));
                     let unpaid_pen = w.accrued(day) - w.pen_paid - w.pen_waived;
                     let mut left = p.amount;
                     let to_pen = left.min(unpaid_pen.max(Decimal::ZERO));
@@ -299,19 +412,7 @@ pub fn project(
                 }
                 Body::NegotiatedExtension(x) => {
                     // Stage at the end of the previous day, from the per-day table.
-                    let prev = plus(day, -1);
-                    let before = if prev < w.on {
-                        (0, "current")
-                    } else {
-                        let dpd = w.dpd_eod(prev);
-                        let last = w
-                            .exts
-                            .iter()
-                            .rev()
-                            .find(|(d, _)| *d <= prev)
-                            .map(|(_, s)| *s);
-                        stage_of(dpd, w.grace, false, last).0
-                    };
+                    let before = w.stage_eod(plus(day, -1));
                     let unpaid_pen =
                         (w.accrued(day) - w.pen_paid - w.pen_waived).max(Decimal::ZERO);
                     w.pen_waived += match x.waive_penalty {
@@ -438,7 +539,7 @@ pub fn project(
     anomalies.dedup();
     let settled = op.is_zero() && oi.is_zero() && out_pen.is_zero();
     let ext_before = w.exts.last().map(|(_, s)| *s);
-    let ((_, stage), broken) = stage_of(dpd, w.grace, settled, ext_before);
+    let ((_, stage), broken) = stage_of(dpd, w.grace, settled, ext_before, w.promise_broken(d));
     let mut class = match dpd {
         0 => 0,
         1..=90 => 1,
@@ -463,7 +564,7 @@ pub fn project(
     } else {
         format!("M{}", (dpd + 29) / 30)
     };
-    Some(json!({
+    let mut out = json!({
         "loan_id": first.loan_id.to_string(),
         "as_of": as_of.to_string(),
         "known_at": known_at.map(|t| arrears_core::event::fmt_timestamp(&t)),
@@ -485,5 +586,143 @@ pub fn project(
         "broken_promise": broken,
         "installments": insts,
         "anomalies": anomalies.iter().map(|(n, k)| json!({"kind": k, "installment": n})).collect::<Vec<_>>(),
-    }))
+    });
+    if let Some(&(made, on, amount, _)) = w.promises.last() {
+        // Kept: the running sum of payments dated made ..= min(on, d) reached the amount; the
+        // shown `paid` stops at the payment that kept it.
+        let upto = if on < d { on } else { d };
+        let mut run = Decimal::ZERO;
+        for (_, x) in w.payments.iter().filter(|(x, _)| *x >= made && *x <= upto) {
+            if run >= amount {
+                break;
+            }
+            run += *x;
+        }
+        let status = if run >= amount {
+            "kept"
+        } else if d > on {
+            "broken"
+        } else {
+            "open"
+        };
+        out["promise"] = json!({"made_on": made.to_string(), "on": on.to_string(), "amount": a(amount), "paid": a(run), "status": status});
+    }
+    Some(out)
+}
+
+/// The naive compliance reference (docs/rules.md §R2): for each contact with a local date ≤
+/// `as_of`, the rules it breaks as (seq, rule name), in (at, seq) then rule order. Written from
+/// the reference's own day-by-day projection, re-scanning the contacts for every contact.
+pub fn compliance(
+    events: &[Event],
+    as_of: D,
+    policy: &arrears_core::Policy,
+) -> Vec<(u64, &'static str)> {
+    use arrears_core::event::{Channel, Outcome, Party};
+    let tz = policy.time_zone;
+    let r = &policy.contact;
+    let mut cs: Vec<(&Event, &arrears_core::event::Contact)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Contact(c) => Some((e, c)),
+            _ => None,
+        })
+        .collect();
+    cs.sort_by_key(|(e, c)| (c.at, e.seq));
+    let local = |c: &arrears_core::event::Contact| c.at.with_timezone(&tz).naive_local();
+    let rank = |s: &str| match s {
+        "grace" => 1,
+        "reminder" => 2,
+        "phone" => 3,
+        "written_notice" => 4,
+        "outsourced" => 5,
+        "legal" => 6,
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    for (k, (e, c)) in cs.iter().enumerate() {
+        let lt = local(c);
+        let day = lt.date();
+        if day > as_of {
+            continue;
+        }
+        let minutes = |t: chrono::NaiveTime| {
+            use chrono::Timelike;
+            t.hour() * 3600 + t.minute() * 60 + t.second()
+        };
+        let (from, to, now) = (
+            minutes(r.hours.from),
+            minutes(r.hours.to),
+            minutes(lt.time()),
+        );
+        let timed = !matches!(
+            c.channel,
+            Channel::Letter | Channel::AgencyHandover | Channel::LegalFiling
+        );
+        if timed && (now < from || now >= to) {
+            out.push((e.seq, "contact_hours"));
+        }
+        let is_borrower_call = |c: &arrears_core::event::Contact| {
+            c.channel == Channel::Call && c.party == Party::Borrower
+        };
+        if is_borrower_call(c) {
+            let nth = cs[..=k]
+                .iter()
+                .filter(|(_, o)| is_borrower_call(o) && local(o).date() == day)
+                .count();
+            if nth > r.max_calls_per_day as usize {
+                out.push((e.seq, "calls_per_day"));
+            }
+        }
+        if c.party != Party::Borrower {
+            if c.outcome == Outcome::PromiseToPay
+                || !matches!(c.channel, Channel::Call | Channel::Visit)
+            {
+                out.push((e.seq, "third_party_disclosure"));
+            }
+            let mut failed = 0;
+            for (_, o) in cs[..k].iter().rev() {
+                if o.party != Party::Borrower {
+                    continue;
+                }
+                if matches!(
+                    o.outcome,
+                    Outcome::Reached | Outcome::PromiseToPay | Outcome::Refused
+                ) {
+                    break;
+                }
+                if o.channel == Channel::Call {
+                    failed += 1;
+                }
+            }
+            if failed < r.third_party_after_failed_calls {
+                out.push((e.seq, "third_party_contact"));
+            }
+        }
+        let before: Vec<Event> = events
+            .iter()
+            .filter(|x| x.business_date() < day)
+            .cloned()
+            .collect();
+        let Some(p) = project(&before, day, None, &policy.name) else {
+            continue;
+        };
+        if p["status"] == "settled" {
+            out.push((e.seq, "contact_after_settlement"));
+            continue;
+        }
+        let stage = rank(p["stage"].as_str().unwrap());
+        let need = |x: arrears_core::policy::Escalation| rank(x.as_str());
+        match c.channel {
+            Channel::Visit if stage < need(r.visit_from) => out.push((e.seq, "visit_before_stage")),
+            Channel::AgencyHandover if stage < need(r.agency_handover_from) => {
+                out.push((e.seq, "agency_before_stage"))
+            }
+            Channel::LegalFiling if stage < need(r.legal_filing_from) => {
+                out.push((e.seq, "legal_filing_before_stage"))
+            }
+            _ => {}
+        }
+    }
+    out
 }
