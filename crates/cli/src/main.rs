@@ -527,7 +527,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
             out.flush()?;
             if !json {
-                eprintln!("{listed} loans as of {as_of}");
+                eprintln!(
+                    "{listed} {} as of {as_of}",
+                    if listed == 1 { "loan" } else { "loans" }
+                );
             }
         }
         Cmd::Portfolio {
