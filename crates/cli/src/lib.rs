@@ -7,5 +7,6 @@ pub mod export;
 pub mod generate;
 pub mod ledger;
 pub mod portfolio;
+pub mod reference;
 pub mod render;
 pub mod rules;

@@ -69,6 +69,14 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Topic {
+    /// Every event kind, with examples.
+    Events,
+    /// The policy file's fields and defaults.
+    Policy,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Csv,
 }
@@ -78,13 +86,15 @@ enum Cmd {
     /// Append events from JSON lines, all or nothing, and print each stored event.
     ///
     /// Each line is one event; envelope fields other than `loan_id` and `type` are optional
-    /// (`event_id`, `seq` as the expected position, `recorded_at`). Example line:
+    /// (`event_id`, `seq` as the expected position, `recorded_at`). Every kind, with examples:
+    /// `arrears reference events`. Example:
     ///
-    ///   {"loan_id":"6f1c…","type":"payment","on":"2024-02-05","amount":"120.00"}
+    ///   arrears append payments-2024-06-29.jsonl --quiet
     ///
     /// A rejected line is reported as `line N: <field>: <reason>` (exit 2) and nothing is written.
+    /// Give events an `event_id` and a re-run of the same file stores nothing twice.
     Append {
-        /// The file to read; standard input when absent or `-`.
+        /// The file of JSON lines to read; standard input when absent or `-`.
         file: Option<PathBuf>,
         /// Commit every N events as its own atomic batch, streaming (bounded memory for any
         /// input size). The trade: a failure or interruption leaves the earlier batches stored;
@@ -101,6 +111,8 @@ enum Cmd {
     },
     /// Convert a store written by an older arrears (on-disk format 1) to the current format.
     ///
+    /// Example: arrears --store ./arrears.db upgrade
+    ///
     /// Ids, seqs, recorded_at, hashes and the global log are kept, so `digest` is the same
     /// before and after. The original is renamed to DIR.format1 and kept until you remove it.
     Upgrade,
@@ -108,39 +120,51 @@ enum Cmd {
     ///
     /// Example: arrears show 6f1c2a0e-… --as-of 2024-02-10 --known-at 2024-02-11T00:00:00Z
     Show {
+        /// The loan's id (a UUID; `arrears loans` lists them).
         loan: String,
-        /// Business date (YYYY-MM-DD); today (UTC) by default.
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
-        /// Count only events recorded at or before this RFC 3339 time.
-        #[arg(long)]
+        /// Count only events recorded at or before this RFC 3339 time (default: all known).
+        #[arg(long, value_name = "TIME")]
         known_at: Option<String>,
+        /// The exact SPEC §7 JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// The audit trail: every penalty accrual stretch and every payment's allocation.
+    ///
+    /// Example: arrears explain 6f1c2a0e-… --as-of 2024-06-29
     Explain {
+        /// The loan's id (a UUID; `arrears loans` lists them).
         loan: String,
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
-        #[arg(long)]
+        /// Count only events recorded at or before this RFC 3339 time (default: all known).
+        #[arg(long, value_name = "TIME")]
         known_at: Option<String>,
+        /// JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
     /// Batch recomputation: every loan's projection as JSON lines, sorted by loan_id.
     ///
     /// Output is byte-identical across runs and across --jobs values. A summary goes to stderr.
+    ///
+    /// Example: arrears replay --as-of 2024-06-29 --out owed.jsonl
     Replay {
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
-        #[arg(long)]
+        /// Count only events recorded at or before this RFC 3339 time (default: all known).
+        #[arg(long, value_name = "TIME")]
         known_at: Option<String>,
         /// Write to this file instead of standard output.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
+        /// Worker threads (default: one per core).
+        #[arg(long, value_name = "N")]
         jobs: Option<usize>,
         /// Reuse stored snapshots for loans without new events (and refresh stale ones).
         #[arg(long)]
@@ -149,6 +173,8 @@ enum Cmd {
     /// The end-of-day job: record a `missed` (observed on the date) for every unrecorded miss.
     ///
     /// Running it twice for the same date adds nothing the second time.
+    ///
+    /// Example (cron, after midnight Beijing time): arrears sweep
     Sweep {
         /// The business date observed (YYYY-MM-DD); default today in the policy's time zone,
         /// so a sweep run from cron after midnight Beijing time sweeps the Beijing date.
@@ -156,35 +182,50 @@ enum Cmd {
         as_of: Option<String>,
     },
     /// Re-check every hash chain, seq and head; exit 1 naming the first broken event.
+    ///
+    /// Example: arrears verify --digest "$(cat digest-2024-06-29.txt)"
     Verify {
-        /// Also check the store still extends the state this digest (from `arrears digest`) covered.
-        #[arg(long)]
+        /// Also check the store still extends the state this digest (POSITION-HEX, from
+        /// `arrears digest`) covered.
+        #[arg(long, value_name = "DIGEST")]
         digest: Option<String>,
     },
     /// Print a root hash over every loan's chain head, to keep outside the system.
+    ///
+    /// Example: arrears digest > digest-$(date +%F).txt
     Digest,
     /// A deterministic synthetic book of realistic loans, as JSON lines for `append`.
+    ///
+    /// Example: arrears generate --loans 1000 --seed 7 > book.jsonl
     Generate {
-        #[arg(long)]
+        /// How many loans.
+        #[arg(long, value_name = "N")]
         loans: u64,
+        /// The random seed: the same seed gives the same book, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// First disbursement date.
-        #[arg(long, default_value = "2024-01-01")]
+        /// First disbursement date (YYYY-MM-DD).
+        #[arg(long, default_value = "2024-01-01", value_name = "DATE")]
         start: String,
         /// Disbursements spread over this many days; no event is dated later than start + days.
         #[arg(long, default_value_t = 180)]
         days: u32,
-        #[arg(long)]
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// The replay table for analysts: one flat row per loan.
+    ///
+    /// Example: arrears export --format csv --as-of 2024-06-29 --out owed.csv
     Export {
+        /// The file format.
         #[arg(long, value_enum, default_value = "csv")]
         format: ExportFormat,
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
-        #[arg(long)]
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// A loan's stored events, envelope included (JSON lines; a timeline table on a terminal).
@@ -257,29 +298,62 @@ enum Cmd {
         json: bool,
     },
     /// Generate a book, append it to the store, replay it and print a summary.
+    ///
+    /// Example: arrears --store /tmp/demo.db demo --loans 5000
     Demo {
+        /// How many loans to generate.
         #[arg(long, default_value_t = 20_000)]
         loans: u64,
+        /// The generator's seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Reference pages built into the binary: `events` (every event kind, with examples) and
+    /// `policy` (the policy file's fields and defaults).
+    ///
+    /// Example: arrears reference events
+    Reference {
+        /// The page: events or policy.
+        #[arg(value_enum)]
+        topic: Topic,
+    },
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on standard output.
+    ///
+    /// Example: arrears completions bash > /etc/bash_completion.d/arrears
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), generated from the same definitions as --help.
+    ///
+    /// Example: arrears man > arrears.1 && man ./arrears.1
+    Man,
     /// Contacts that broke the policy's collection rules (hours, calls a day, third parties,
     /// stage, settlement), and loans over the cost cap: the rule, the event and why
     /// (docs/rules.md §R2).
+    ///
+    /// Example: arrears compliance --as-of 2024-06-29 --json > findings.jsonl
     Compliance {
         /// One loan; every loan when absent.
         loan: Option<String>,
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
         /// JSON lines, one finding per line.
         #[arg(long)]
         json: bool,
     },
     /// The monthly credit-report (征信) history of one loan: one status a month (docs/rules.md §R4).
+    ///
+    /// Example: arrears credit-history 6f1c2a0e-… --as-of 2024-12-31
     CreditHistory {
+        /// The loan's id (a UUID; `arrears loans` lists them).
         loan: String,
-        #[arg(long)]
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -577,6 +651,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.write_all(text.as_bytes())?;
             out.flush()?;
         }
+        Cmd::Reference { topic } => {
+            let page = match topic {
+                Topic::Events => arrears_cli::reference::EVENTS.to_owned(),
+                Topic::Policy => arrears_cli::reference::policy_page(&Policy::default()),
+            };
+            print!("{page}");
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "arrears", &mut io::stdout());
+        }
+        Cmd::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut io::stdout())?;
+        }
         Cmd::Upgrade => {
             let Location::Sled(dir) = &location else {
                 return Err(Failure::Input(
@@ -847,5 +936,37 @@ fn main() {
             eprintln!("arrears: {e}");
         }
         std::process::exit(e.exit_code());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Help that teaches: every option and argument of every command says what it is, and every
+    /// command that does something shows an example.
+    #[test]
+    fn every_option_is_described_and_every_command_has_an_example() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for arg in cli.get_arguments() {
+            assert!(arg.get_help().is_some(), "global --{}", arg.get_id());
+        }
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some() || arg.get_long_help().is_some(),
+                    "{name}: {} has no description",
+                    arg.get_id()
+                );
+            }
+            let long = sub
+                .get_long_about()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(long.contains("Example"), "{name} has no example");
+        }
     }
 }

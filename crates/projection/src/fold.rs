@@ -811,9 +811,15 @@ impl Loan {
         // Money is conserved: every cent of the payment went to penalty, an installment's
         // interest or principal, or overpaid (a few additions per payment; on in release).
         let allocated: Decimal = to_penalty
-            + parts.iter().map(|p| p.interest + p.principal).sum::<Decimal>()
+            + parts
+                .iter()
+                .map(|p| p.interest + p.principal)
+                .sum::<Decimal>()
             + left;
-        assert_eq!(allocated, amount, "payment seq {seq} allocated {allocated} of {amount}");
+        assert_eq!(
+            allocated, amount,
+            "payment seq {seq} allocated {allocated} of {amount}"
+        );
         self.allocations.push(Allocation {
             seq,
             on: day,
