@@ -1,49 +1,15 @@
 //! Integration tests: the built `arrears` binary, each command's happy path and exit codes.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use arrears_testkit::{disbursed, err, out as text, squash};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
 
 fn arrears(store: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ARREARS_STORE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Whitespace folded, so table checks do not depend on column widths.
-fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn disbursed(loan: &str) -> String {
-    format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    )
+    arrears_testkit::run(BIN, store, args, stdin)
 }
 
 fn book(store: &Path, loans: u64, seed: u64) -> String {
@@ -402,7 +368,39 @@ fn every_subcommand_explains_itself() {
             .output()
             .unwrap(),
     );
-    assert!(append.contains(r#""type":"payment""#), "{append}");
+    assert!(
+        squash(&append).contains("arrears reference events"),
+        "{append}"
+    );
+    // The event schema is one command away, with a `missed` and an extension among the examples.
+    let events = text(
+        &Command::new(BIN)
+            .args(["reference", "events"])
+            .output()
+            .unwrap(),
+    );
+    for kind in [
+        r#""type":"payment""#,
+        r#""type":"missed""#,
+        r#""type":"negotiated_extension""#,
+        r#""type":"contact""#,
+    ] {
+        assert!(events.contains(kind), "{kind}");
+    }
+    let policy = text(
+        &Command::new(BIN)
+            .args(["reference", "policy"])
+            .output()
+            .unwrap(),
+    );
+    assert!(policy.contains("time_zone") && policy.contains("Asia/Shanghai"));
+    let man = Command::new(BIN).arg("man").output().unwrap();
+    assert!(text(&man).starts_with(".ie") && text(&man).contains(".TH arrears 1"));
+    let completions = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(text(&completions).contains("complete -F _arrears"));
 }
 
 #[test]
