@@ -8,3 +8,5 @@ pub mod generate;
 pub mod ledger;
 pub mod portfolio;
 pub mod render;
+pub mod report;
+pub mod serve;
