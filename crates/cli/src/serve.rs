@@ -5,9 +5,9 @@
 //! holds up the async workers: reads go straight to the store (sled reads do not wait for a
 //! writer) while the store itself serialises appends. An append returns only after its batch is
 //! flushed, so every `2xx` answer to `POST /events` is durable. On SIGTERM or SIGINT the server
-//! stops accepting connections, lets the requests in flight finish (appends included), closes
-//! the store and exits 0; a second signal exits at once with 130 (acknowledged writes are
-//! durable either way).
+//! stops accepting connections, lets the requests in flight finish (appends included; a client
+//! still sending its request after [`SHUTDOWN_GRACE`] is cut off), closes the store and exits 0;
+//! a second signal exits at once with 130 (acknowledged writes are durable either way).
 //!
 //! Endpoints (every JSON body ends with a newline; a single projection is byte for byte what
 //! `arrears show --json` prints):
@@ -52,6 +52,10 @@ use arrears_store::{AppendError, StoreError};
 
 use crate::ledger::{append_failure, parse_line, Failure, Ledger, MAX_ATOMIC_EVENTS};
 use crate::portfolio::{LoanFilter, Portfolio, RollRates};
+
+/// How long a stop waits for the requests in flight (reads, or a client still sending its
+/// request) before closing their connections.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The largest request body accepted: room for [`MAX_ATOMIC_EVENTS`] events of ordinary size.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -605,12 +609,14 @@ async fn serve(ledger: Arc<Ledger>, listen: &str) -> Result<(), Failure> {
         ledger.store().describe(),
         ledger.policy.describe()
     );
+    let (fired, mut fired_rx) = tokio::sync::watch::channel(false);
     let stop = async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
         eprintln!("arrears serve: {name}: finishing the requests in flight");
+        let _ = fired.send(true);
         tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => {},
@@ -620,8 +626,22 @@ async fn serve(ledger: Arc<Ledger>, listen: &str) -> Result<(), Failure> {
             std::process::exit(130);
         });
     };
-    axum::serve(listener, router(ledger))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| Failure::Other(format!("serving on {addr}: {e}")))
+    let server = axum::serve(listener, router(ledger)).with_graceful_shutdown(stop);
+    // A client that never finishes sending its request would hold the stop up for ever: after
+    // the grace period its connection is closed. Appends already running still finish (the
+    // runtime waits for them) and are stored; their clients just get no answer.
+    let deadline = async move {
+        let _ = fired_rx.wait_for(|f| *f).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| Failure::Other(format!("serving on {addr}: {e}"))),
+        _ = deadline => {
+            eprintln!(
+                "arrears serve: requests still open after {} s: closing their connections",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
