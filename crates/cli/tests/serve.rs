@@ -547,3 +547,32 @@ fn a_re_post_is_idempotent_and_sigterm_loses_no_acknowledged_write() {
     let (code, _) = srv.terminate();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_stop_is_not_held_up_by_idle_or_unfinished_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("db"));
+    // A kept-alive connection after one answer, and one whose request never finishes.
+    let mut idle = TcpStream::connect(&srv.addr).unwrap();
+    write!(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut half = TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        half,
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    assert_eq!(srv.get("/health").status, 200);
+    // The stop ends: idle connections are closed at once, the unfinished request after the
+    // grace period (or at once, if the server had not begun reading it).
+    let (code, stderr) = srv.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut rest = Vec::new();
+    let _ = half.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty() || !rest.starts_with(b"HTTP/1.1 2"),
+        "never acknowledged"
+    );
+}
