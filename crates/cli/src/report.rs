@@ -1013,3 +1013,88 @@ pub fn for_loan(
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{parse_line, Ledger, Location};
+
+    const LOAN: &str = "6f1c2a0e-5d3b-4c1e-9a7f-0b8e2d4c6a10";
+
+    /// SPEC §7's worked example: 1,000.00 bullet over 30 days, unpaid.
+    fn example() -> (Ledger, Vec<Event>) {
+        let ledger = Ledger::open(
+            &Location::Memory,
+            arrears_store::Mode::Create,
+            None,
+            Policy::default(),
+        )
+        .unwrap();
+        let line = format!(
+            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
+        );
+        let ev = parse_line(&line, 1, &ledger.policy).unwrap();
+        ledger
+            .append(vec![ev], "2024-01-01T00:00:00Z".parse().unwrap())
+            .unwrap();
+        let events = ledger.events(LOAN.parse().unwrap(), None).unwrap();
+        (ledger, events)
+    }
+
+    fn day(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn escapes_every_markup_character() {
+        assert_eq!(
+            esc(r#"<a href="x">Tom & 'Jerry'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn chart_days_are_the_days_the_state_changes_on() {
+        let (ledger, events) = example();
+        let days = chart_dates(&events, day("2024-02-10"), None, &ledger.policy);
+        // Disbursement and the day before it (clipped), the due date, its default, the first
+        // day of phone collection, the as-of date; nothing outside [disbursement, as-of].
+        for d in [
+            "2024-01-01",
+            "2024-01-31",
+            "2024-02-01",
+            "2024-02-04",
+            "2024-02-10",
+        ] {
+            assert!(days.contains(&day(d)), "{d} in {days:?}");
+        }
+        assert_eq!(days.first(), Some(&day("2024-01-01")));
+        assert_eq!(days.last(), Some(&day("2024-02-10")));
+        assert!(days.windows(2).all(|w| w[0] < w[1]));
+        // 2024-02-16 (written notice) is after the as-of date.
+        assert!(!days.contains(&day("2024-02-16")));
+    }
+
+    #[test]
+    fn the_page_shows_the_projection_figures() {
+        let (ledger, events) = example();
+        let page = build(&events, day("2024-02-10"), None, &ledger.policy).unwrap();
+        for (field, value) in [
+            ("outstanding.total", "1022.60"),
+            ("outstanding.penalty", "7.60"),
+            ("days_past_due", "10"),
+            ("stage", "phone"),
+            ("explain.penalty_accrued", "7.60"),
+        ] {
+            assert!(
+                page.contains(&format!("data-field=\"{field}\">{value}<")),
+                "{field} = {value}"
+            );
+        }
+        assert_eq!(page.matches("data-marker=\"due\"").count(), 1);
+        assert_eq!(page.matches("data-marker=\"default\"").count(), 1);
+        assert!(page.contains("id=\"anomalies\" data-count=\"1\""));
+        // Not yet disbursed: no page.
+        assert!(build(&events, day("2023-12-31"), None, &ledger.policy).is_none());
+    }
+}
