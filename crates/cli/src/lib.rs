@@ -9,4 +9,6 @@ pub mod ledger;
 pub mod portfolio;
 pub mod reference;
 pub mod render;
+pub mod report;
 pub mod rules;
+pub mod serve;

@@ -357,6 +357,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// One loan as a self-contained HTML page: facts, schedule, a chart over time, the penalty
+    /// stretches and allocations of `explain`, and the anomalies.
+    ///
+    /// Example: arrears report 6f1c2a0e-… --as-of 2024-06-30 --html loan.html
+    Report {
+        /// The loan's id (a UUID; `arrears loans` lists them).
+        loan: String,
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Count only events recorded at or before this RFC 3339 time (default: all known).
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+        /// Write the page to this file (standard output when absent).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Serve the store over HTTP/JSON to many clients (this process owns the store).
+    ///
+    /// Example: arrears --store book.db serve --listen 127.0.0.1:8080
+    ///
+    /// POST /events, GET /loans/{id}[/explain|/events|/report], /loans, /portfolio, /verify,
+    /// /digest, /health (see docs/serve.md). Stops gracefully on SIGTERM or Ctrl-C.
+    Serve {
+        /// HOST:PORT to listen on (port 0 picks a free one; the first line printed names it).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
 }
 
 /// A business date option; left out, today in the policy's business time zone (SPEC §10).
@@ -924,6 +952,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::Input(format!("loan {id} is unknown on {as_of}")))?;
             print!("{}", arrears_cli::rules::render_credit_history(&h, json));
         }
+        Cmd::Report {
+            loan,
+            as_of,
+            known_at,
+            html,
+        } => {
+            let (loan, as_of, known_at) = (
+                loan_arg(&loan)?,
+                date_arg("as-of", as_of.as_deref(), &policy)?,
+                known_at_arg(known_at.as_deref())?,
+            );
+            let page = arrears_cli::report::for_loan(&open()?, loan, as_of, known_at)?;
+            let mut w = writer(html.as_ref())?;
+            w.write_all(page.as_bytes())?;
+            w.flush()?;
+        }
+        Cmd::Serve { listen } => arrears_cli::serve::run(create()?, &listen)?,
     }
     Ok(())
 }
