@@ -253,6 +253,32 @@ pub fn summary_table(sum: &Summary, elapsed: std::time::Duration) -> String {
     s
 }
 
+/// What an event says in brief: its own fields other than the envelope, `key=value`, lists
+/// shown as their length. Kind-agnostic (read from the event's JSON), so a new event kind needs
+/// nothing here.
+pub fn event_details(ev: &arrears_core::Event) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&ev.to_json()).unwrap_or(serde_json::Value::Null);
+    let mut details = Vec::new();
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            if matches!(
+                k.as_str(),
+                "event_id" | "loan_id" | "seq" | "recorded_at" | "type" | "prev_hash" | "hash"
+            ) {
+                continue;
+            }
+            let text = match val {
+                serde_json::Value::String(t) => t.clone(),
+                serde_json::Value::Array(a) => format!("[{} items]", a.len()),
+                other => other.to_string(),
+            };
+            details.push(format!("{k}={text}"));
+        }
+    }
+    details.join(" ")
+}
+
 /// `events` on a terminal: one row per stored event, oldest first, with what it says in brief.
 /// Kind-agnostic: the details are the event's own fields (from its JSON), so a new event kind
 /// needs nothing here.
@@ -264,25 +290,7 @@ pub fn events_table(events: &[arrears_core::Event]) -> String {
         "seq", "recorded_at", "date", "type"
     );
     for ev in events {
-        let v: serde_json::Value =
-            serde_json::from_str(&ev.to_json()).unwrap_or(serde_json::Value::Null);
-        let mut details = Vec::new();
-        if let Some(obj) = v.as_object() {
-            for (k, val) in obj {
-                if matches!(
-                    k.as_str(),
-                    "event_id" | "loan_id" | "seq" | "recorded_at" | "type" | "prev_hash" | "hash"
-                ) {
-                    continue;
-                }
-                let text = match val {
-                    serde_json::Value::String(t) => t.clone(),
-                    serde_json::Value::Array(a) => format!("[{} items]", a.len()),
-                    other => other.to_string(),
-                };
-                details.push(format!("{k}={text}"));
-            }
-        }
+        let details = event_details(ev);
         let _ = writeln!(
             s,
             "{:>4}  {:<20}  {:<10}  {:<20}  {}",
@@ -290,7 +298,7 @@ pub fn events_table(events: &[arrears_core::Event]) -> String {
             arrears_core::event::fmt_timestamp(&ev.recorded_at),
             ev.business_date(),
             ev.body.kind(),
-            details.join(" ")
+            details
         );
     }
     s

@@ -448,25 +448,7 @@ fn events_table(s: &mut String, counted: &[&Event]) {
          <th>recorded at</th><th>details</th></tr>"
     );
     for ev in counted {
-        let v: serde_json::Value =
-            serde_json::from_str(&ev.to_json()).unwrap_or(serde_json::Value::Null);
-        let mut details = Vec::new();
-        if let Some(obj) = v.as_object() {
-            for (k, val) in obj {
-                if matches!(
-                    k.as_str(),
-                    "event_id" | "loan_id" | "seq" | "recorded_at" | "type" | "prev_hash" | "hash"
-                ) {
-                    continue;
-                }
-                let text = match val {
-                    serde_json::Value::String(t) => t.clone(),
-                    serde_json::Value::Array(a) => format!("[{} items]", a.len()),
-                    other => other.to_string(),
-                };
-                details.push(format!("{k}={text}"));
-            }
-        }
+        let details = crate::render::event_details(ev);
         let _ = write!(
             s,
             "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"w\">{}</td></tr>",
@@ -474,7 +456,7 @@ fn events_table(s: &mut String, counted: &[&Event]) {
             ev.business_date(),
             esc(ev.body.kind()),
             esc(&fmt_timestamp(&ev.recorded_at)),
-            esc(&details.join(" "))
+            esc(&details)
         );
     }
     s.push_str("</table>\n");
