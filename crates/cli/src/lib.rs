@@ -6,5 +6,11 @@
 pub mod export;
 pub mod generate;
 pub mod ledger;
+#[cfg(feature = "parquet")]
+pub mod parquet_export;
+#[cfg(not(feature = "parquet"))]
+#[path = "parquet_off.rs"]
+pub mod parquet_export;
 pub mod portfolio;
+pub mod project;
 pub mod render;
