@@ -4,9 +4,9 @@
 # Replays a book on a real standalone Spark cluster — one master and two workers on 127.0.0.1 —
 # and checks the result equals a local `arrears replay`, row for row. Exit 0 only if equal.
 #
-#   1. installs what is missing: a Java 17 runtime (Debian's openjdk-17-jre-headless) and a
-#      Python venv with pinned pyspark and pyarrow (PyPI), cached under $ARREARS_SCALE_CACHE
-#      (default ~/.cache/arrears-scale);
+#   1. installs what is missing (scale/install.sh): a Java 17 runtime (Debian's
+#      openjdk-17-jre-headless) and a Python venv with pinned pyspark and pyarrow (PyPI), cached
+#      under $ARREARS_SCALE_CACHE (default ~/.cache/arrears-scale);
 #   2. appends the book to a fresh sled store, exports its events as Parquet
 #      (`arrears export --events --format parquet`) and replays it locally (`arrears replay`);
 #   3. starts the master and two workers (1 core each), waits until the master reports both
@@ -20,9 +20,6 @@
 # KEEP=1 keeps the scratch directory. Timings go to stderr and to $SCRATCH/timings.txt.
 set -euo pipefail
 
-PYSPARK_VERSION=3.5.7
-PYARROW_VERSION=26.0.1
-
 if [ $# -ne 2 ]; then
   echo "usage: scale/spark.sh BOOK.jsonl AS_OF" >&2
   exit 2
@@ -33,8 +30,6 @@ AS_OF=$2
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-CACHE=${ARREARS_SCALE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arrears-scale}
-VENV=$CACHE/venv-pyspark-$PYSPARK_VERSION
 WORKER_MEMORY=${SPARK_WORKER_MEMORY:-3g}
 EXECUTOR_MEMORY=${SPARK_EXECUTOR_MEMORY:-2g}
 PARTITIONS=${ARREARS_SPARK_PARTITIONS:-8}
@@ -91,32 +86,8 @@ timed() { # timed NAME CMD… — runs CMD, records its wall time in seconds
   printf '%s %d.%02d s\n' "$name" $((ms / 1000)) $((ms % 1000 / 10)) | tee -a "$TIMINGS" >&2
 }
 
-# ---- 1. install what is missing ------------------------------------------------------------
-java_ok() {
-  command -v java >/dev/null 2>&1 &&
-    java -version 2>&1 | head -n 1 | grep -Eq 'version "(1[7-9]|2[0-9])'
-}
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
-}
-install() {
-  if ! java_ok; then
-    log "installing a Java 17 runtime (openjdk-17-jre-headless)"
-    apt_install openjdk-17-jre-headless
-  fi
-  mkdir -p "$CACHE"
-  (
-    flock 9
-    if ! "$VENV/bin/python" -c "import pyspark, pyarrow, sys; sys.exit(pyspark.__version__ != '$PYSPARK_VERSION' or pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
-      log "installing pyspark $PYSPARK_VERSION and pyarrow $PYARROW_VERSION into $VENV"
-      rm -rf "$VENV"
-      python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
-      "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "pyspark==$PYSPARK_VERSION" "pyarrow==$PYARROW_VERSION"
-    fi
-  ) 9>"$CACHE/install.lock"
-}
+# ---- 1. install what is missing (scale/install.sh) --------------------------------------------
+install() { VENV=$("$HERE/install.sh"); }
 timed install install
 
 export PATH=$VENV/bin:$PATH
