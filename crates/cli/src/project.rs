@@ -71,7 +71,10 @@ pub struct ProjectReport {
 
 impl fmt::Display for ProjectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.sealed {
+        if self.events == 0 {
+            // Not an error (an empty partition is a partition), but never silent.
+            write!(f, "no events in the input: nothing projected")
+        } else if self.sealed {
             write!(
                 f,
                 "projected {} loans from {} input events (sealed in memory: validated and hash-chained)",
@@ -379,7 +382,6 @@ fn run_here(
         break Some((line, text));
     };
     let Some((raw_first, first)) = first else {
-        eprintln!("no events in {}: nothing projected", names.join(", "));
         return Ok(ProjectReport::default());
     };
     let stored = match parse_event(&first) {

@@ -346,3 +346,14 @@ fn parquet_export_is_deterministic() {
         "exports of two stores of one book differ"
     );
 }
+
+#[test]
+fn empty_input_projects_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for input in ["", "\n\n"] {
+        let o = project(dir.path(), &["--as-of", "2024-06-29"], Some(input));
+        assert!(o.status.success(), "{}", err(&o));
+        assert!(out(&o).is_empty());
+        assert!(err(&o).contains("no events"), "{}", err(&o));
+    }
+}
