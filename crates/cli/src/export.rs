@@ -60,3 +60,22 @@ pub fn row(p: &Projection) -> Vec<String> {
         p.extensions.to_string(),
     ]
 }
+
+/// `export --events --format jsonl`: every stored event, envelope included, one JSON line each
+/// (`Event::to_json`), in `loan_id` then `seq` order — the input `arrears project` reads.
+pub fn events_jsonl(
+    ledger: &crate::ledger::Ledger,
+    out: &mut dyn std::io::Write,
+) -> Result<(), crate::ledger::Failure> {
+    ledger.map_loans(
+        &|_, events| {
+            let mut text = String::with_capacity(events.len() * 640);
+            for e in &events {
+                text.push_str(&e.to_json());
+                text.push('\n');
+            }
+            Some(text)
+        },
+        &mut |text| Ok(out.write_all(text.as_bytes())?),
+    )
+}

@@ -6,7 +6,13 @@
 pub mod export;
 pub mod generate;
 pub mod ledger;
+#[cfg(feature = "parquet")]
+pub mod parquet_export;
+#[cfg(not(feature = "parquet"))]
+#[path = "parquet_off.rs"]
+pub mod parquet_export;
 pub mod portfolio;
+pub mod project;
 pub mod reference;
 pub mod render;
 pub mod report;

@@ -79,6 +79,10 @@ enum Topic {
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Csv,
+    /// JSON lines: the §7 objects (as `replay`), or with --events the stored events.
+    Jsonl,
+    /// Typed columns (decimals, dates, UTC timestamps); needs --out or a pipe.
+    Parquet,
 }
 
 #[derive(Subcommand)]
@@ -214,9 +218,10 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// The replay table for analysts: one flat row per loan.
+    /// The replay table for analysts: one flat row per loan (or, with --events, per event).
     ///
-    /// Example: arrears export --format csv --as-of 2024-06-29 --out owed.csv
+    /// Example: arrears export --format parquet --as-of 2024-06-30 --out owed.parquet
+    /// Example: arrears export --events --format parquet --out events.parquet
     Export {
         /// The file format.
         #[arg(long, value_enum, default_value = "csv")]
@@ -227,6 +232,42 @@ enum Cmd {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Every stored event, envelope included, one row each (parquet or jsonl), in loan_id
+        /// then seq order: the input of `arrears project` and of scale/spark_replay.py.
+        #[arg(long)]
+        events: bool,
+    },
+    /// Projections from events, with no store: the unit of work a distributed engine runs.
+    ///
+    /// Example: arrears project --as-of 2024-06-30 < events.jsonl
+    ///
+    /// Reads stored events (envelope included, as `export --events` writes them; JSON lines or,
+    /// with --format parquet, the events Parquet file), re-checks each loan's hash chain, and
+    /// prints every loan's §7 object exactly as `replay` would, sorted by loan_id. Stored events
+    /// must come sorted by loan_id, each loan's events together in seq order (--any-order reads
+    /// all of it first). Events without an envelope (as `append` takes them) are sealed in a
+    /// throw-away in-memory store first. See docs/scale.md.
+    Project {
+        /// Files to read, one after the other; standard input when none (or `-`).
+        files: Vec<PathBuf>,
+        /// The input format: JSON lines, or the events Parquet of `export --events`.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: arrears_cli::project::InputFormat,
+        /// Business date (YYYY-MM-DD); default today in the policy's time zone.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Count only events recorded at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Accept stored events in any order, loans interleaved (reads the whole input first).
+        #[arg(long)]
+        any_order: bool,
     },
     /// A loan's stored events, envelope included (JSON lines; a timeline table on a terminal).
     ///
@@ -847,6 +888,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             format: ExportFormat::Csv,
             as_of,
             out,
+            events: false,
         } => {
             let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
             let ledger = open()?;
@@ -859,6 +901,71 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .map_err(|e| Failure::Other(e.to_string()))
             })?;
             csv.flush()?;
+        }
+        Cmd::Export {
+            format,
+            as_of,
+            out,
+            events,
+        } => {
+            use arrears_cli::parquet_export as pq;
+            if events && as_of.is_some() {
+                return Err(Failure::Input(
+                    "--as-of: export --events writes every stored event; it takes no date".into(),
+                ));
+            }
+            if matches!(format, ExportFormat::Parquet)
+                && out.is_none()
+                && io::stdout().is_terminal()
+            {
+                return Err(Failure::Input(
+                    "--format parquet: pass --out FILE (Parquet is binary)".into(),
+                ));
+            }
+            let ledger = open()?;
+            let mut w = writer(out.as_ref())?;
+            match (format, events) {
+                (ExportFormat::Csv, _) => {
+                    return Err(Failure::Input(
+                        "--events: use --format parquet or --format jsonl".into(),
+                    ))
+                }
+                (ExportFormat::Jsonl, true) => arrears_cli::export::events_jsonl(&ledger, &mut w)?,
+                (ExportFormat::Parquet, true) => w = pq::export_events(&ledger, w)?,
+                (ExportFormat::Jsonl, false) => {
+                    let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+                    ledger.replay_all(as_of, None, false, true, &|_| {}, &mut |_, json| {
+                        writeln!(w, "{}", json.unwrap_or_default())?;
+                        Ok(())
+                    })?;
+                }
+                (ExportFormat::Parquet, false) => {
+                    let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+                    w = pq::export_projections(&ledger, as_of, w)?;
+                }
+            }
+            w.flush()?;
+        }
+        Cmd::Project {
+            files,
+            format,
+            as_of,
+            known_at,
+            out,
+            jobs,
+            any_order,
+        } => {
+            let args = arrears_cli::project::ProjectArgs {
+                as_of: date_arg("as-of", as_of.as_deref(), &policy)?,
+                known_at: known_at_arg(known_at.as_deref())?,
+                format,
+                any_order,
+                jobs,
+            };
+            let mut w = writer(out.as_ref())?;
+            let report = arrears_cli::project::run(&files, &args, &policy, &mut w)?;
+            w.flush()?;
+            eprintln!("{report}");
         }
         Cmd::Demo { loans, seed } => {
             let ledger = create()?;
