@@ -86,6 +86,11 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     /// One loan's chunks in seq order (empty for an unknown loan).
     fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError>;
+    /// Several loans' chunks at once, in the order of `loans` (an append reads every loan it
+    /// touches before sealing; a server backend answers in one round trip).
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        loans.iter().map(|l| self.read_stream(l)).collect()
+    }
     /// Every loan's chunks, in `loan_id` order.
     fn scan_streams(
         &self,
@@ -98,6 +103,10 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Which loan and seq hold `event_id`, if any store does.
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError>;
+    /// [`Backend::locate`] for many ids, answers in the order of `ids`.
+    fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
+        ids.iter().map(|id| self.locate(id)).collect()
+    }
     /// Visit the global log from `from` (inclusive) in commit order until `f` returns false.
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError>;
     /// The number of events in the global log (= its last position).
@@ -126,6 +135,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError> {
         (**self).read_stream(loan)
     }
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        (**self).read_streams(loans)
+    }
     fn scan_streams(
         &self,
         f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
@@ -140,6 +152,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
         (**self).locate(event_id)
+    }
+    fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
+        (**self).locate_many(ids)
     }
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         (**self).scan_log(from, f)

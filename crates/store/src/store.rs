@@ -15,6 +15,21 @@ use crate::{chunk, AppendError, Appended, Gate, Head, LogEntry, RawChunk, RawStr
 /// future (a `recorded_at` in 2099 would otherwise make every later event of the loan 2099).
 pub const RECORDED_AT_SKEW_SECONDS: i64 = 300;
 
+/// How many times [`Store::append`] seals and commits a batch that keeps losing races to other
+/// processes before it gives up with [`StoreError::Raced`].
+pub const RACE_ATTEMPTS: u32 = 10;
+
+/// The pause before attempt `attempt + 1`: exponential from 1 ms, capped at 256 ms, with jitter
+/// so that two writers that raced do not collide again in lockstep.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = 1u64 << attempt.min(8);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % base.max(1);
+    std::time::Duration::from_millis(base / 2 + jitter)
+}
+
 /// The event store over a backend: seals, checks and commits appends; reads streams.
 pub struct Store<B: Backend> {
     backend: B,
@@ -108,9 +123,35 @@ impl<B: Backend> Store<B> {
     /// Append a batch, all or nothing; returns after the batch is durable. Events without an
     /// `event_id` get a UUIDv7 from their `recorded_at`; without a `recorded_at` they get `now`
     /// (never earlier than the loan's last event).
+    ///
+    /// When the backend refuses the commit because another process wrote to one of the loans
+    /// first ([`StoreError::Raced`], only backends shared by several processes), the batch is
+    /// read and sealed again from the new heads, up to [`RACE_ATTEMPTS`] times. A batch whose
+    /// events carry an expected `seq` therefore ends in [`AppendError::Conflict`] (the head moved
+    /// past it), exactly as if the other writer had committed before this one started; a batch
+    /// without one is simply appended after the other writer's events. The gate sees the batch
+    /// again: it must judge each candidate by the history it is given (see [`Gate`]).
     pub fn append<G: Gate>(
         &self,
         batch: Vec<NewEvent>,
+        gate: &mut G,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, AppendError<G::Rejection>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_append(&batch, gate, now) {
+                Err(AppendError::Store(StoreError::Raced { .. })) if attempt < RACE_ATTEMPTS => {
+                    std::thread::sleep(backoff(attempt));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn try_append<G: Gate>(
+        &self,
+        batch: &[NewEvent],
         gate: &mut G,
         now: Timestamp,
     ) -> Result<Vec<Appended>, AppendError<G::Rejection>> {
@@ -124,7 +165,49 @@ impl<B: Backend> Store<B> {
         let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::new();
         let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
 
-        for (index, new) in batch.into_iter().enumerate() {
+        // Read every touched loan at once (one round trip on a server backend), then look up,
+        // also at once, the explicit event ids their own streams do not hold (new ids, or ids
+        // reused under another loan).
+        let mut touched: Vec<Uuid> = Vec::new();
+        for new in batch {
+            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id) {
+                touched.push(new.loan_id);
+                slot.insert(LoanWork {
+                    head_seq: 0,
+                    head_hash: GENESIS,
+                    last_recorded_at: None,
+                    stored: 0,
+                    history: Vec::new(),
+                });
+            }
+        }
+        for (loan, raw) in touched.iter().zip(self.backend.read_streams(&touched)?) {
+            let history = self.decode(loan, &raw)?;
+            let last = history.last();
+            let work = loans.get_mut(loan).expect("inserted above");
+            work.head_seq = last.map_or(0, |e| e.seq);
+            work.head_hash = last.map_or(GENESIS, |e| e.hash);
+            work.last_recorded_at = last.map(|e| e.recorded_at);
+            work.stored = history.len();
+            work.history = history;
+        }
+        let mut unknown: Vec<Uuid> = Vec::new();
+        let mut asked: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+        for new in batch {
+            if let Some(id) = new.event_id {
+                let own = &loans[&new.loan_id];
+                if !own.history.iter().any(|e| e.event_id == id) && asked.insert(id) {
+                    unknown.push(id);
+                }
+            }
+        }
+        let located: HashMap<Uuid, (Uuid, u64)> = unknown
+            .iter()
+            .zip(self.backend.locate_many(&unknown)?)
+            .filter_map(|(id, at)| at.map(|at| (*id, at)))
+            .collect();
+
+        for (index, new) in batch.iter().enumerate() {
             if let Some(t) = new.recorded_at {
                 if t > latest_allowed {
                     return Err(AppendError::RecordedAtInFuture {
@@ -134,18 +217,6 @@ impl<B: Backend> Store<B> {
                     });
                 }
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id) {
-                let raw = self.backend.read_stream(&new.loan_id)?;
-                let history = self.decode(&new.loan_id, &raw)?;
-                let last = history.last();
-                slot.insert(LoanWork {
-                    head_seq: last.map_or(0, |e| e.seq),
-                    head_hash: last.map_or(GENESIS, |e| e.hash),
-                    last_recorded_at: last.map(|e| e.recorded_at),
-                    stored: history.len(),
-                    history,
-                });
-            }
             if let Some(id) = new.event_id {
                 // Idempotency: this batch, then the loan's own stream (read anyway), then any
                 // other loan (the backend's cross-loan lookup; rare).
@@ -154,7 +225,7 @@ impl<B: Backend> Store<B> {
                     Some((loan, i)) => Some(loans[loan].history[*i].clone()),
                     None => match own.history[..own.stored].iter().find(|e| e.event_id == id) {
                         Some(e) => Some(e.clone()),
-                        None => match self.backend.locate(&id)? {
+                        None => match located.get(&id).copied() {
                             Some((loan, seq)) => {
                                 Some(self.event_at(&loan, seq)?.ok_or_else(|| {
                                     self.corrupt(
@@ -170,7 +241,7 @@ impl<B: Backend> Store<B> {
                     },
                 };
                 if let Some(stored) = existing {
-                    same_content(&stored, &new).map_err(|what| AppendError::EventIdReused {
+                    same_content(&stored, new).map_err(|what| AppendError::EventIdReused {
                         index,
                         event_id: id,
                         what,
@@ -221,7 +292,7 @@ impl<B: Backend> Store<B> {
                 loan_id: new.loan_id,
                 seq,
                 recorded_at,
-                body: new.body,
+                body: new.body.clone(),
                 prev_hash: work.head_hash,
                 hash: GENESIS,
             };

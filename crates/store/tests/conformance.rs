@@ -5,8 +5,10 @@
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, NewEvent, Payment};
 use arrears_core::{parse_event, validate::validate, Policy};
+use arrears_store::postgres::testing::TempDb;
 use arrears_store::{
-    AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, SledBackend, Store, StoreError,
+    chunk, AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, PostgresBackend, SealedBatch,
+    SealedLoan, SledBackend, Store, StoreError,
 };
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
@@ -102,6 +104,45 @@ impl Fixture for Sled {
         let mut bytes = v.to_vec();
         f(&mut bytes);
         tree.insert(k, bytes).unwrap();
+    }
+}
+
+/// Each test gets a new database on the test server (`$ARREARS_TEST_PG`, or the cluster of
+/// `scripts/postgres.sh start`), dropped afterwards.
+struct Postgres;
+impl Fixture for Postgres {
+    type B = PostgresBackend;
+    fn fresh() -> (Store<PostgresBackend>, Box<dyn std::any::Any>) {
+        let db = TempDb::new();
+        let s = Store::new(PostgresBackend::open(&db.url, Mode::Create).unwrap());
+        (s, Box::new(db))
+    }
+    fn reopen(
+        s: Store<PostgresBackend>,
+        keep: &dyn std::any::Any,
+    ) -> Option<Store<PostgresBackend>> {
+        drop(s);
+        let db = keep.downcast_ref::<TempDb>().unwrap();
+        Some(Store::new(
+            PostgresBackend::open(&db.url, Mode::Existing).unwrap(),
+        ))
+    }
+    fn tamper(s: &Store<PostgresBackend>, loan: &Uuid, i: usize, f: &mut dyn FnMut(&mut Vec<u8>)) {
+        let mut c = s.backend().conn().unwrap();
+        let row = c
+            .query_one(
+                "SELECT seq, chunk FROM arrears_events WHERE loan_id = $1 ORDER BY seq OFFSET $2 LIMIT 1",
+                &[loan, &(i as i64)],
+            )
+            .unwrap();
+        let seq: i64 = row.get(0);
+        let mut bytes: Vec<u8> = row.get(1);
+        f(&mut bytes);
+        c.execute(
+            "UPDATE arrears_events SET chunk = $3 WHERE loan_id = $1 AND seq = $2",
+            &[loan, &seq, &bytes],
+        )
+        .unwrap();
     }
 }
 
@@ -504,6 +545,40 @@ fn a_digest_beyond_the_log_does_not_verify<F: Fixture>() {
     );
 }
 
+/// A writer that sealed its batch before another writer's commit (it saw head 0; the store is
+/// at seq 1) is refused with `Raced`, and nothing of its batch is written. In one process the
+/// store's writer lock prevents this; across processes (PostgreSQL) the backend must.
+fn a_commit_from_a_stale_head_is_refused<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    let elsewhere = Store::new(MemoryBackend::new());
+    let ev = elsewhere
+        .append(vec![disbursed()], &mut OpenGate, now())
+        .unwrap()
+        .remove(0)
+        .event;
+    let stale = SealedBatch {
+        loans: vec![SealedLoan {
+            loan: loan(),
+            prev_seq: 0,
+            bodies: chunk::encode_events(std::slice::from_ref(&ev)),
+            head: chunk::head_of(&ev),
+            events: vec![ev.clone()],
+        }],
+        runs: vec![(loan(), 1, 1)],
+        ids: vec![(ev.event_id, loan(), 1)],
+    };
+    stale.assert_sealed();
+    let e = s.backend().commit(&stale).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Raced { loan: l } if l == loan()),
+        "{e:?}"
+    );
+    assert_eq!(s.log_len().unwrap(), 1);
+    assert_eq!(s.stream(loan(), None).unwrap().len(), 1);
+    assert_eq!(s.verify().unwrap(), None);
+}
+
 macro_rules! backend_suite {
     ($module:ident, $fixture:ty) => {
         mod $module {
@@ -545,6 +620,10 @@ macro_rules! backend_suite {
                 tampering_is_detected::<$fixture>()
             }
             #[test]
+            fn stale_commit_is_raced() {
+                a_commit_from_a_stale_head_is_refused::<$fixture>()
+            }
+            #[test]
             fn digest_beyond_the_log() {
                 a_digest_beyond_the_log_does_not_verify::<$fixture>()
             }
@@ -554,8 +633,14 @@ macro_rules! backend_suite {
 
 backend_suite!(memory, Memory);
 backend_suite!(sled, Sled);
+backend_suite!(postgres, Postgres);
 
 #[test]
 fn sled_finds_an_event_id_under_another_loan_after_a_reopen() {
     an_event_id_stored_under_another_loan_is_found::<Sled>()
+}
+
+#[test]
+fn postgres_finds_an_event_id_under_another_loan_after_a_reopen() {
+    an_event_id_stored_under_another_loan_is_found::<Postgres>()
 }

@@ -1,0 +1,825 @@
+//! The PostgreSQL backend: one ledger shared by many processes on many machines.
+//!
+//! Schema: `sql/schema_v1.sql` (one row per event; `docs/storage.md` says why each index exists).
+//! What the database does, not this process:
+//!
+//! - **Optimistic concurrency**: `PRIMARY KEY (loan_id, seq)`. A commit inserts its events at
+//!   `prev_seq + 1 ..`; if another transaction holds one of those positions the insert fails
+//!   (after waiting for that transaction when it is still open) and the commit is refused with
+//!   [`StoreError::Raced`]; [`crate::Store::append`] then re-reads and seals again.
+//! - **Idempotency**: `UNIQUE (event_id)`.
+//! - **The global log in commit order**: every commit takes the single-row counter
+//!   `arrears_log_head` as its last statement and holds its row lock until COMMIT, so positions
+//!   are handed out in commit order, densely (a rollback gives them back).
+//! - **Atomicity and durability**: one transaction per commit, `synchronous_commit = on` for the
+//!   session (whatever the server's default), so COMMIT returns after the WAL is flushed;
+//!   [`Backend::sync`] has nothing left to do.
+//!
+//! Bulk commits use `COPY … FROM STDIN (FORMAT binary)` inside the commit transaction; whole-
+//! ledger scans (replay, verify, copy) stream through a portal (a server-side cursor) in a
+//! read-only repeatable-read transaction, fetching [`FETCH_ROWS`] rows at a time.
+//!
+//! A password in the URL is never printed: [`PgUrl`] redacts it in `Display`/`Debug` and
+//! `describe()`, and error texts are scrubbed of it.
+
+use std::sync::Mutex;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::backend::{Backend, SealedBatch};
+use crate::sled_backend::Mode;
+use crate::{chunk, Head, LogEntry, RawChunk, RawStream, StoreError};
+
+/// The schema version this build creates and reads (`sql/schema_v{N}.sql`).
+pub const SCHEMA_VERSION: i64 = 1;
+/// The schema, applied in one transaction to an empty database by the first append.
+pub const SCHEMA_SQL: &str = include_str!("../sql/schema_v1.sql");
+/// Rows fetched per round trip by the streaming scans.
+pub const FETCH_ROWS: i32 = 10_000;
+/// The advisory lock key that serialises schema creation (two first appends at once).
+const CREATE_LOCK: i64 = 0x6172_7265_6172_7331; // "arrears1"
+
+/// Whether a `--store` value names a PostgreSQL store.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// A PostgreSQL URL whose password is never shown: `Display` and `Debug` print it with the
+/// password (in the user info or a `password=` parameter) replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    pub fn new(url: impl Into<String>) -> PgUrl {
+        PgUrl(url.into())
+    }
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL without its password, for messages.
+    pub fn redacted(&self) -> String {
+        redact(&self.0)
+    }
+    /// The password the URL carries, if any (percent-decoded), so messages can be scrubbed of it.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let (userinfo, query) = split_url(&self.0);
+        if let Some(pw) = userinfo.and_then(|u| u.split_once(':')).map(|(_, p)| p) {
+            out.push(pw.to_owned());
+            out.push(percent_decode(pw));
+        }
+        for kv in query.unwrap_or_default().split('&') {
+            if let Some(v) = kv.strip_prefix("password=") {
+                out.push(v.to_owned());
+                out.push(percent_decode(v));
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+impl std::fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgUrl({})", self.redacted())
+    }
+}
+
+/// (user info, query) of a URL, when present.
+fn split_url(url: &str) -> (Option<&str>, Option<&str>) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap_or("");
+    let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+    (userinfo, query)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` with the password (user info and `password=` parameters) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|kv| {
+                if kv.starts_with("password=") {
+                    "password=***".to_owned()
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}{authority}{path}?{q}"),
+        None => format!("{scheme}{authority}{path}"),
+    }
+}
+
+/// The PostgreSQL backend. Connections are pooled (opened on demand, kept when idle), so a scan
+/// holding one does not block a worker that reads a stream meanwhile.
+pub struct PostgresBackend {
+    url: PgUrl,
+    described: String,
+    secrets: Vec<String>,
+    config: postgres::Config,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// A pooled connection; returned to the pool on drop unless it broke.
+pub struct Conn<'a> {
+    client: Option<Client>,
+    backend: &'a PostgresBackend,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            if !c.is_closed() {
+                self.backend
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(c);
+            }
+        }
+    }
+}
+
+/// Which loan a unique violation on `(loan_id, seq)` names (`Key (loan_id, seq)=(…, 5) …`).
+fn loan_in_detail(detail: Option<&str>) -> Option<Uuid> {
+    let d = detail?;
+    let start = d.find("=(")? + 2;
+    d.get(start..start + 36)?.parse().ok()
+}
+
+impl PostgresBackend {
+    /// Connect to the database at `url`. With [`Mode::Create`] an empty database gets the
+    /// schema; with [`Mode::Existing`] it must already hold an arrears ledger. A database of
+    /// another schema version is refused ([`StoreError::SchemaVersion`]).
+    pub fn open(url: &PgUrl, mode: Mode) -> Result<PostgresBackend, StoreError> {
+        let described = url.redacted();
+        let secrets = url.secrets();
+        let scrub = |s: String| {
+            secrets
+                .iter()
+                .fold(s, |acc, sec| acc.replace(sec.as_str(), "***"))
+        };
+        let mut config: postgres::Config =
+            url.expose()
+                .parse()
+                .map_err(|e: postgres::Error| StoreError::Path {
+                    path: described.clone(),
+                    why: scrub(format!("not a PostgreSQL URL: {e}")),
+                })?;
+        if config.get_password().is_none() {
+            if let Ok(pw) = std::env::var("PGPASSWORD") {
+                config.password(pw);
+            }
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("arrears");
+        }
+        let backend = PostgresBackend {
+            url: url.clone(),
+            described,
+            secrets,
+            config,
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut c = backend.conn()?;
+        let found = backend.schema_version(&mut c)?;
+        match (found, mode) {
+            (Some(v), _) if v == SCHEMA_VERSION => {}
+            (Some(found), _) => {
+                return Err(StoreError::SchemaVersion {
+                    store: backend.described.clone(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                })
+            }
+            (None, Mode::Existing) => {
+                return Err(StoreError::NoStore {
+                    path: backend.described.clone(),
+                })
+            }
+            (None, Mode::Create) => backend.create_schema(&mut c)?,
+        }
+        drop(c);
+        Ok(backend)
+    }
+
+    /// The URL (password included) this backend connects to.
+    pub fn url(&self) -> &PgUrl {
+        &self.url
+    }
+
+    fn schema_version(&self, c: &mut Client) -> Result<Option<i64>, StoreError> {
+        let exists: bool = c
+            .query_one("SELECT to_regclass('arrears_meta') IS NOT NULL", &[])
+            .map_err(|e| self.err(e))?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = c
+            .query_opt(
+                "SELECT value FROM arrears_meta WHERE name = 'schema_version'",
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        match row {
+            Some(r) => Ok(Some(r.get(0))),
+            None => Err(StoreError::NotAStore {
+                path: self.described.clone(),
+                why: "it has an arrears_meta table without a schema_version".into(),
+            }),
+        }
+    }
+
+    fn create_schema(&self, c: &mut Client) -> Result<(), StoreError> {
+        let mut tx = c.transaction().map_err(|e| self.err(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])
+            .map_err(|e| self.err(e))?;
+        // Another process may have created it while we waited for the lock.
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('arrears_meta') IS NOT NULL", &[])
+            .map_err(|e| self.err(e))?
+            .get(0);
+        if !exists {
+            tx.batch_execute(SCHEMA_SQL).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if exists {
+            // Check the version the other process created.
+            if let Some(found) = self.schema_version(c)? {
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaVersion {
+                        store: self.described.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection from the pool, or a new one.
+    pub fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let client = match idle {
+            Some(c) => c,
+            None => {
+                let mut c = self.config.connect(NoTls).map_err(|e| self.err(e))?;
+                // Durable on COMMIT whatever the server's default.
+                c.batch_execute("SET synchronous_commit = on")
+                    .map_err(|e| self.err(e))?;
+                c
+            }
+        };
+        Ok(Conn {
+            client: Some(client),
+            backend: self,
+        })
+    }
+
+    fn scrub(&self, s: String) -> String {
+        self.secrets
+            .iter()
+            .fold(s, |acc, sec| acc.replace(sec.as_str(), "***"))
+    }
+
+    fn err(&self, e: postgres::Error) -> StoreError {
+        let why = match e.as_db_error() {
+            Some(db) => {
+                let mut s = format!("{}: {}", db.severity(), db.message());
+                if let Some(d) = db.detail() {
+                    s.push_str(&format!(" ({d})"));
+                }
+                s
+            }
+            None => {
+                let mut s = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(c) = src {
+                    s.push_str(&format!(": {c}"));
+                    src = c.source();
+                }
+                s
+            }
+        };
+        StoreError::Io {
+            store: self.described.clone(),
+            why: self.scrub(why),
+        }
+    }
+
+    fn corrupt(&self, at: impl Into<String>, why: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            store: self.described.clone(),
+            at: at.into(),
+            why: why.into(),
+        }
+    }
+
+    /// A commit error: a race when another transaction holds a position or an id we insert.
+    fn commit_err(&self, e: postgres::Error, batch: &SealedBatch) -> StoreError {
+        let first = batch.loans.first().map(|l| l.loan).unwrap_or_default();
+        match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+                let db = e.as_db_error();
+                let loan = db
+                    .filter(|d| d.constraint() == Some("arrears_events_pkey"))
+                    .and_then(|d| loan_in_detail(d.detail()));
+                StoreError::Raced {
+                    loan: loan.unwrap_or(first),
+                }
+            }
+            Some(c)
+                if *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                StoreError::Raced { loan: first }
+            }
+            _ => self.err(e),
+        }
+    }
+
+    /// Stream the rows of `query` through a portal in a read-only repeatable-read transaction
+    /// (one consistent snapshot), [`FETCH_ROWS`] at a time.
+    fn stream_rows(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: &mut dyn FnMut(postgres::Row) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        let mut tx = c
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.err(e))?;
+        let portal = tx.bind(query, params).map_err(|e| self.err(e))?;
+        'fetch: loop {
+            let rows = tx
+                .query_portal(&portal, FETCH_ROWS)
+                .map_err(|e| self.err(e))?;
+            let n = rows.len();
+            for r in rows {
+                if !f(r)? {
+                    break 'fetch;
+                }
+            }
+            if n < FETCH_ROWS as usize {
+                break;
+            }
+        }
+        drop(portal);
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn head_of_header(&self, loan: Uuid, bytes: &[u8]) -> Result<Head, StoreError> {
+        chunk::header(bytes)
+            .map_err(|why| self.corrupt(format!("loan {loan}"), why))?
+            .ok_or_else(|| self.corrupt(format!("loan {loan}"), "an event row without a header"))
+    }
+}
+
+fn seq_of(v: i64) -> u64 {
+    v as u64
+}
+
+impl Backend for PostgresBackend {
+    fn describe(&self) -> String {
+        self.described.clone()
+    }
+
+    fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError> {
+        let mut c = self.conn()?;
+        let rows = c
+            .query(
+                "SELECT chunk FROM arrears_events WHERE loan_id = $1 ORDER BY seq",
+                &[loan],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RawChunk::new(r.get::<_, Vec<u8>>(0)))
+            .collect())
+    }
+
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        if loans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let rows = c
+            .query(
+                "SELECT loan_id, chunk FROM arrears_events WHERE loan_id = ANY($1) ORDER BY loan_id, seq",
+                &[&loans],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut by_loan: std::collections::HashMap<Uuid, RawStream> =
+            std::collections::HashMap::new();
+        for r in rows {
+            by_loan
+                .entry(r.get(0))
+                .or_default()
+                .push(RawChunk::new(r.get::<_, Vec<u8>>(1)));
+        }
+        Ok(loans
+            .iter()
+            .map(|l| by_loan.remove(l).unwrap_or_default())
+            .collect())
+    }
+
+    fn scan_streams(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut current: Option<Uuid> = None;
+        let mut chunks: RawStream = Vec::new();
+        self.stream_rows(
+            "SELECT loan_id, chunk FROM arrears_events ORDER BY loan_id, seq",
+            &[],
+            &mut |r| {
+                let loan: Uuid = r.get(0);
+                if current != Some(loan) {
+                    if let Some(prev) = current.take() {
+                        f(prev, std::mem::take(&mut chunks))?;
+                    }
+                    current = Some(loan);
+                }
+                chunks.push(RawChunk::new(r.get::<_, Vec<u8>>(1)));
+                Ok(true)
+            },
+        )?;
+        if let Some(prev) = current {
+            f(prev, chunks)?;
+        }
+        Ok(())
+    }
+
+    fn scan_heads(
+        &self,
+        f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // The last event's chunk header is the head: read only those 49 bytes.
+        self.stream_rows(
+            "SELECT DISTINCT ON (loan_id) loan_id, substring(chunk FROM 1 FOR 49) \
+             FROM arrears_events ORDER BY loan_id, seq DESC",
+            &[],
+            &mut |r| {
+                let loan: Uuid = r.get(0);
+                let head = self.head_of_header(loan, r.get::<_, &[u8]>(1))?;
+                f(loan, head)?;
+                Ok(true)
+            },
+        )
+    }
+
+    fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
+        let mut c = self.conn()?;
+        let row = c
+            .query_opt(
+                "SELECT loan_id, seq FROM arrears_events WHERE event_id = $1",
+                &[event_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| (r.get(0), seq_of(r.get(1)))))
+    }
+
+    fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let rows = c
+            .query(
+                "SELECT event_id, loan_id, seq FROM arrears_events WHERE event_id = ANY($1)",
+                &[&ids],
+            )
+            .map_err(|e| self.err(e))?;
+        let found: std::collections::HashMap<Uuid, (Uuid, u64)> = rows
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), seq_of(r.get(2)))))
+            .collect();
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+    }
+
+    fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+        let from_i = from.min(i64::MAX as u64) as i64;
+        self.stream_rows(
+            "SELECT position, loan_id, first_seq, count FROM arrears_log \
+             WHERE position >= coalesce((SELECT max(position) FROM arrears_log WHERE position <= $1), 0) \
+             ORDER BY position",
+            &[&from_i],
+            &mut |r| {
+                let start = seq_of(r.get(0));
+                let loan_id: Uuid = r.get(1);
+                let first = seq_of(r.get(2));
+                let n: i32 = r.get(3);
+                for i in 0..n as u64 {
+                    let position = start + i;
+                    if position >= from
+                        && !f(LogEntry {
+                            position,
+                            loan_id,
+                            seq: first + i,
+                        })
+                    {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )
+    }
+
+    fn log_len(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn()?;
+        let next: i64 = c
+            .query_one("SELECT next_position FROM arrears_log_head", &[])
+            .map_err(|e| self.err(e))?
+            .get(0);
+        Ok(seq_of(next) - 1)
+    }
+
+    fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Rows in (loan_id, seq) order: concurrent writers then wait for each other's keys in
+        // one order and cannot deadlock on them.
+        let mut loans: Vec<&crate::backend::SealedLoan> = batch.loans.iter().collect();
+        loans.sort_by_key(|l| l.loan);
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(|e| self.err(e))?;
+        {
+            let sink = tx
+                .copy_in(
+                    "COPY arrears_events (loan_id, seq, event_id, chunk) FROM STDIN (FORMAT binary)",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut w =
+                BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::BYTEA]);
+            for l in &loans {
+                let mut rest: &[u8] = &l.bodies;
+                for ev in &l.events {
+                    let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                    let one = &rest[..4 + n];
+                    rest = &rest[4 + n..];
+                    let bytes = chunk::seal(&chunk::head_of(ev), one);
+                    let seq = ev.seq as i64;
+                    w.write(&[&l.loan, &seq, &ev.event_id, &bytes])
+                        .map_err(|e| self.commit_err(e, batch))?;
+                }
+                debug_assert!(rest.is_empty(), "bodies hold exactly the events");
+            }
+            w.finish().map_err(|e| self.commit_err(e, batch))?;
+        }
+        // Last: the log counter. Its row lock is held until COMMIT, so positions follow commit
+        // order and stay dense.
+        let n = batch.len() as i64;
+        let first: i64 = tx
+            .query_one(
+                "UPDATE arrears_log_head SET next_position = next_position + $1 RETURNING next_position - $1",
+                &[&n],
+            )
+            .map_err(|e| self.commit_err(e, batch))?
+            .get(0);
+        let mut positions = Vec::with_capacity(batch.runs.len());
+        let mut run_loans = Vec::with_capacity(batch.runs.len());
+        let mut firsts = Vec::with_capacity(batch.runs.len());
+        let mut counts = Vec::with_capacity(batch.runs.len());
+        let mut p = first;
+        for (loan, first_seq, count) in &batch.runs {
+            positions.push(p);
+            run_loans.push(*loan);
+            firsts.push(*first_seq as i64);
+            counts.push(*count as i32);
+            p += *count as i64;
+        }
+        tx.execute(
+            "INSERT INTO arrears_log (position, loan_id, first_seq, count) \
+             SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int4[])",
+            &[&positions, &run_loans, &firsts, &counts],
+        )
+        .map_err(|e| self.commit_err(e, batch))?;
+        tx.commit().map_err(|e| self.commit_err(e, batch))?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // COMMIT returned after the WAL flush (synchronous_commit = on).
+        Ok(())
+    }
+
+    fn snapshot(&self, loan: &Uuid) -> Result<Option<RawChunk>, StoreError> {
+        let mut c = self.conn()?;
+        let row = c
+            .query_opt(
+                "SELECT bytes FROM arrears_snapshots WHERE loan_id = $1",
+                &[loan],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| RawChunk::new(r.get::<_, Vec<u8>>(0))))
+    }
+
+    fn scan_snapshots(
+        &self,
+        f: &mut dyn FnMut(Uuid, RawChunk) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.stream_rows(
+            "SELECT loan_id, bytes FROM arrears_snapshots ORDER BY loan_id",
+            &[],
+            &mut |r| {
+                f(r.get(0), RawChunk::new(r.get::<_, Vec<u8>>(1)))?;
+                Ok(true)
+            },
+        )
+    }
+
+    fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        if snaps.is_empty() {
+            return Ok(());
+        }
+        let (loans, bytes): (Vec<Uuid>, Vec<Vec<u8>>) = snaps.into_iter().unzip();
+        let mut c = self.conn()?;
+        c.execute(
+            "INSERT INTO arrears_snapshots (loan_id, bytes) \
+             SELECT * FROM unnest($1::uuid[], $2::bytea[]) \
+             ON CONFLICT (loan_id) DO UPDATE SET bytes = EXCLUDED.bytes",
+            &[&loans, &bytes],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// Test support: a PostgreSQL server for the test suites, and a fresh database per test.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    /// The server the PostgreSQL tests use: `$ARREARS_TEST_PG` (CI sets it from
+    /// `scripts/postgres.sh start`), or else the throwaway cluster `scripts/postgres.sh start`
+    /// starts (or reuses). Panics, never skips, when neither works.
+    pub fn server_url() -> PgUrl {
+        static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let url = URL.get_or_init(|| {
+            if let Ok(u) = std::env::var("ARREARS_TEST_PG") {
+                if !u.trim().is_empty() {
+                    return u.trim().to_owned();
+                }
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+            let out = std::process::Command::new("bash")
+                .arg(script)
+                .arg("start")
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: ARREARS_TEST_PG is unset and `{script} start` could not run ({e}). Run `scripts/postgres.sh start` and export ARREARS_TEST_PG=<the URL it prints>"));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let last = stdout.lines().last().unwrap_or("").trim().to_owned();
+            assert!(
+                out.status.success() && is_url(&last),
+                "the PostgreSQL tests need a server: ARREARS_TEST_PG is unset and `scripts/postgres.sh start` failed ({}). Run it yourself and export ARREARS_TEST_PG=<the URL it prints>",
+                out.status
+            );
+            eprintln!("PostgreSQL tests: using the throwaway cluster of scripts/postgres.sh (`scripts/postgres.sh stop` removes it)");
+            last
+        });
+        PgUrl::new(url.clone())
+    }
+
+    /// `url` with its database replaced by `db`.
+    pub fn with_database(url: &PgUrl, db: &str) -> PgUrl {
+        let u = url.expose();
+        let (base, query) = match u.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (u, None),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[scheme_end..].find('/') {
+            Some(i) => &base[..scheme_end + i],
+            None => base,
+        };
+        PgUrl::new(match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        })
+    }
+
+    /// A new, empty database on the test server, dropped when the guard is.
+    pub struct TempDb {
+        pub url: PgUrl,
+        admin: PgUrl,
+        name: String,
+    }
+
+    impl TempDb {
+        pub fn new() -> TempDb {
+            let admin = server_url();
+            let name = format!(
+                "t_{}_{}",
+                std::process::id(),
+                Uuid::new_v4().simple().to_string().get(..12).unwrap_or("x")
+            );
+            let mut c = postgres::Client::connect(admin.expose(), NoTls)
+                .unwrap_or_else(|e| panic!("connecting to the test server {admin}: {e}"));
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("CREATE DATABASE on {admin}: {e}"));
+            TempDb {
+                url: with_database(&admin, &name),
+                admin,
+                name,
+            }
+        }
+    }
+
+    impl Default for TempDb {
+        fn default() -> Self {
+            TempDb::new()
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Ok(mut c) = postgres::Client::connect(self.admin.expose(), NoTls) {
+                let _ = c.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        }
+    }
+}
