@@ -43,13 +43,16 @@ Exit codes: 0 success, 2 rejected input (the message names the line or field), 1
 #[command(name = "arrears", version, about = ABOUT, after_help = AFTER)]
 struct Cli {
     /// The store: a directory holding the embedded sled database (created by the first
-    /// `append`), or `memory:` for a store that lives as long as the command.
+    /// `append`), a PostgreSQL database `postgres://USER:PASSWORD@HOST:PORT/DB` (shared by many
+    /// processes; the first `append` creates the schema), or `memory:` for a store that lives as
+    /// long as the command.
     #[arg(
         long,
         global = true,
         env = "ARREARS_STORE",
+        hide_env_values = true,
         default_value = "./arrears.db",
-        value_name = "DIR"
+        value_name = "STORE"
     )]
     store: String,
     /// When another process holds the store, wait up to this many seconds for it instead of
@@ -530,7 +533,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let as_of = start + chrono::Days::new(cfg.days as u64);
             eprintln!(
                 "demo: generating {loans} loans (seed {seed}) into {}",
-                cli.store
+                ledger.store().describe()
             );
             let t0 = Instant::now();
             let mut book = Vec::new();

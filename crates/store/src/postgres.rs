@@ -483,7 +483,11 @@ impl Backend for PostgresBackend {
         let mut c = self.conn()?;
         let rows = c
             .query(
-                "SELECT loan_id, chunk FROM arrears_events WHERE loan_id = ANY($1) ORDER BY loan_id, seq",
+                // LATERAL: one index probe per loan whatever the table's size (`= ANY($1)` with a
+                // large array is planned as a sequential scan).
+                "SELECT q.loan_id, e.chunk FROM unnest($1::uuid[]) AS q(loan_id) \
+                 CROSS JOIN LATERAL (SELECT seq, chunk FROM arrears_events \
+                 WHERE arrears_events.loan_id = q.loan_id ORDER BY seq) AS e",
                 &[&loans],
             )
             .map_err(|e| self.err(e))?;
@@ -564,7 +568,9 @@ impl Backend for PostgresBackend {
         let mut c = self.conn()?;
         let rows = c
             .query(
-                "SELECT event_id, loan_id, seq FROM arrears_events WHERE event_id = ANY($1)",
+                "SELECT e.event_id, e.loan_id, e.seq FROM unnest($1::uuid[]) AS q(event_id) \
+                 CROSS JOIN LATERAL (SELECT event_id, loan_id, seq FROM arrears_events \
+                 WHERE arrears_events.event_id = q.event_id) AS e",
                 &[&ids],
             )
             .map_err(|e| self.err(e))?;
