@@ -103,6 +103,21 @@ enum Cmd {
     /// Ids, seqs, recorded_at, hashes and the global log are kept, so `digest` is the same
     /// before and after. The original is renamed to DIR.format1 and kept until you remove it.
     Upgrade,
+    /// Copy a whole ledger into a new store: sled ↔ PostgreSQL ↔ a new sled.
+    ///
+    /// Every event keeps its id, seq, recorded_at, hashes and global log position, so `digest`
+    /// is equal before and after (checked). The destination must be empty or absent; the
+    /// global --store is not used. Example:
+    ///
+    ///   arrears copy --from ./arrears.db --to postgres://arrears@db.internal/ledger
+    Copy {
+        /// The store to read (a sled directory or a postgres:// URL).
+        #[arg(long, value_name = "STORE")]
+        from: String,
+        /// The store to create and fill (it must hold no events).
+        #[arg(long, value_name = "STORE")]
+        to: String,
+    },
     /// One loan on a day: balances, penalty, DPD, stage (a table; `--json` for the exact object).
     ///
     /// Example: arrears show 6f1c2a0e-… --as-of 2024-02-10 --known-at 2024-02-11T00:00:00Z
@@ -368,6 +383,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 done.loans,
                 done.events,
                 done.kept.display()
+            );
+        }
+        Cmd::Copy { from, to } => {
+            let (from, to) = (Location::parse(&from)?, Location::parse(&to)?);
+            let pb = bar(None, "events copied");
+            let done = arrears_cli::copy::copy(&from, &to, wait, &|n, total| {
+                pb.set_length(total);
+                pb.set_position(n)
+            })?;
+            pb.finish_and_clear();
+            println!(
+                "copied {} loans, {} events and {} snapshots from {} to {}; digest {} on both",
+                done.loans, done.events, done.snapshots, done.from, done.to, done.digest
             );
         }
         Cmd::Show {

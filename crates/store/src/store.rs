@@ -366,6 +366,11 @@ impl<B: Backend> Store<B> {
         self.backend.read_stream(&loan)
     }
 
+    /// Several loans' stored chunks at once, in the order of `loans`, undecoded.
+    pub fn raw_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        self.backend.read_streams(loans)
+    }
+
     /// Visit every loan's stored chunks in `loan_id` order, undecoded.
     pub fn for_each_stream_raw(
         &self,
