@@ -47,7 +47,8 @@ pub fn copy(
             "copy: --from and --to name the same store".into(),
         ));
     }
-    let src = Ledger::open(from, Mode::Existing, wait, Policy::default())?;
+    // An older on-disk format is read too: copy is the migration path off it.
+    let src = Ledger::open(from, Mode::ReadAnyFormat, wait, Policy::default())?;
     let dst = Ledger::open(to, Mode::Create, wait, Policy::default())?;
     let (src, dst) = (src.store(), dst.store());
     let (from_name, to_name) = (src.describe(), dst.describe());

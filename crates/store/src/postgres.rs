@@ -263,7 +263,7 @@ impl PostgresBackend {
                     expected: SCHEMA_VERSION,
                 })
             }
-            (None, Mode::Existing) => {
+            (None, Mode::Existing | Mode::ReadAnyFormat) => {
                 return Err(StoreError::NoStore {
                     path: backend.described.clone(),
                 })
