@@ -178,6 +178,14 @@ pub const MAX_ATOMIC_EVENTS: usize = 50_000;
 /// Sees each committed batch of an append and its stored events, before the next is read.
 pub type OnBatch<'a> = &'a mut dyn FnMut(&BatchDone, &[Appended]) -> Result<(), Failure>;
 
+/// A batch being committed on another thread, and the input lines it came from.
+struct InFlight<'scope> {
+    commit: std::thread::ScopedJoinHandle<'scope, Result<Vec<Appended>, AppendError<Rejection>>>,
+    lines: Vec<usize>,
+    first_line: usize,
+    last_line: usize,
+}
+
 /// One committed batch of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchDone {
@@ -251,8 +259,14 @@ impl Ledger {
     /// Read JSON lines and append them: the whole input as one atomic batch (at most
     /// [`MAX_ATOMIC_EVENTS`]), or with `batch` set, streaming, each N events an atomic batch.
     /// `on_batch` sees each committed batch and its stored events (to acknowledge them) before
-    /// the next is read. When `stop` becomes true (SIGINT/SIGTERM) the append ends at the next
-    /// batch boundary with [`Failure::Interrupted`] saying what is stored and how to resume.
+    /// the next batch is committed. When `stop` becomes true (SIGINT/SIGTERM) the append ends at
+    /// the next batch boundary with [`Failure::Interrupted`] saying what is stored and how to
+    /// resume.
+    ///
+    /// With `batch`, a full batch is committed on another thread while this one reads and
+    /// parses the next (a server backend's commit then overlaps the parsing); batches are still
+    /// committed one after another, in input order, and a failure is reported for the earliest
+    /// line it concerns.
     pub fn append_reader(
         &self,
         input: impl BufRead,
@@ -261,11 +275,7 @@ impl Ledger {
         on_batch: OnBatch<'_>,
     ) -> Result<AppendReport, Failure> {
         let limit = opts.batch.unwrap_or(MAX_ATOMIC_EVENTS).max(1);
-        let mut batch = Vec::new();
-        let mut line_nos = Vec::new();
         let mut report = AppendReport::default();
-        let mut first_line = opts.skip_lines + 1;
-        let mut last_line = opts.skip_lines;
         let interrupted = |report: &AppendReport| {
             let what = if report.stored_through_line == 0 {
                 "nothing of this input is stored".to_owned()
@@ -277,62 +287,95 @@ impl Ledger {
             };
             Failure::Interrupted(format!("interrupted: {what}"))
         };
-        for (i, line) in input.lines().enumerate() {
-            let n = i + 1;
-            let line = line.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    Failure::Input(format!("line {n}: not UTF-8 text"))
-                } else {
-                    Failure::Other(format!("reading line {n}: {e}"))
+        std::thread::scope(|scope| {
+            let mut inflight: Option<InFlight<'_>> = None;
+            let mut batch = Vec::new();
+            let mut line_nos = Vec::new();
+            let mut first_line = opts.skip_lines + 1;
+            let mut last_line = opts.skip_lines;
+            // What ended the reading: Ok(true) at the end of the input, Ok(false) when stopped.
+            let read: Result<bool, Failure> = (|| {
+                for (i, line) in input.lines().enumerate() {
+                    let n = i + 1;
+                    let line = line.map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::InvalidData {
+                            Failure::Input(format!("line {n}: not UTF-8 text"))
+                        } else {
+                            Failure::Other(format!("reading line {n}: {e}"))
+                        }
+                    })?;
+                    if n <= opts.skip_lines {
+                        continue;
+                    }
+                    last_line = n;
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if batch.len() >= limit {
+                        if opts.batch.is_none() {
+                            return Err(Failure::Input(format!(
+                                "line {n}: the input holds more than {MAX_ATOMIC_EVENTS} events, too many for one all-or-nothing batch within append's memory bound; nothing was written. Pass --batch N to commit every N events atomically (an interrupted run is resumed with --skip-lines)"
+                            )));
+                        }
+                        // One commit at a time, in input order.
+                        self.settle(&mut inflight, &mut report, on_batch)?;
+                        let events = std::mem::take(&mut batch);
+                        let now = opts.now;
+                        inflight = Some(InFlight {
+                            commit: scope.spawn(move || self.append(events, now)),
+                            lines: std::mem::take(&mut line_nos),
+                            first_line,
+                            last_line: n - 1,
+                        });
+                        first_line = n;
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(false);
+                        }
+                    }
+                    batch.push(parse_line(&line, n, &self.policy)?);
+                    line_nos.push(n);
+                    report.events_read += 1;
                 }
-            })?;
-            if n <= opts.skip_lines {
-                continue;
-            }
-            last_line = n;
-            if stop.load(Ordering::Relaxed) {
+                Ok(!stop.load(Ordering::Relaxed))
+            })();
+            // The batch in flight was committed before anything after it was read: its outcome
+            // comes first.
+            self.settle(&mut inflight, &mut report, on_batch)?;
+            if !read? {
                 return Err(interrupted(&report));
             }
-            if line.trim().is_empty() {
-                continue;
-            }
-            if batch.len() >= limit {
-                if opts.batch.is_none() {
-                    return Err(Failure::Input(format!(
-                        "line {n}: the input holds more than {MAX_ATOMIC_EVENTS} events, too many for one all-or-nothing batch within append's memory bound; nothing was written. Pass --batch N to commit every N events atomically (an interrupted run is resumed with --skip-lines)"
-                    )));
-                }
-                self.commit_batch(
-                    &mut batch,
-                    &mut line_nos,
-                    first_line,
-                    n - 1,
-                    opts.now,
-                    &mut report,
-                    on_batch,
-                )?;
-                first_line = n;
-                if stop.load(Ordering::Relaxed) {
-                    return Err(interrupted(&report));
-                }
-            }
-            batch.push(parse_line(&line, n, &self.policy)?);
-            line_nos.push(n);
-            report.events_read += 1;
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Err(interrupted(&report));
-        }
-        self.commit_batch(
-            &mut batch,
-            &mut line_nos,
-            first_line,
-            last_line,
-            opts.now,
-            &mut report,
-            on_batch,
-        )?;
-        Ok(report)
+            self.commit_batch(
+                &mut batch,
+                &mut line_nos,
+                first_line,
+                last_line,
+                opts.now,
+                &mut report,
+                on_batch,
+            )?;
+            Ok(report)
+        })
+    }
+
+    /// Wait for the batch in flight, if any, and acknowledge it.
+    fn settle(
+        &self,
+        inflight: &mut Option<InFlight<'_>>,
+        report: &mut AppendReport,
+        on_batch: OnBatch<'_>,
+    ) -> Result<(), Failure> {
+        let Some(f) = inflight.take() else {
+            return Ok(());
+        };
+        let out = f
+            .commit
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(|e| append_failure(e, &f.lines, &self.store.describe()))?;
+        self.acknowledge(out, f.first_line, f.last_line, report, on_batch)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -353,6 +396,18 @@ impl Ledger {
             .append(std::mem::take(batch), now)
             .map_err(|e| append_failure(e, line_nos, &self.store.describe()))?;
         line_nos.clear();
+        self.acknowledge(out, first_line, last_line, report, on_batch)
+    }
+
+    /// Count a committed batch and hand it to `on_batch`.
+    fn acknowledge(
+        &self,
+        out: Vec<Appended>,
+        first_line: usize,
+        last_line: usize,
+        report: &mut AppendReport,
+        on_batch: OnBatch<'_>,
+    ) -> Result<(), Failure> {
         let existed = out.iter().filter(|a| a.existed).count() as u64;
         report.batches += 1;
         report.new += out.len() as u64 - existed;

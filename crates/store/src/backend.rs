@@ -107,6 +107,13 @@ pub trait Backend: Send + Sync {
     fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
         ids.iter().map(|id| self.locate(id)).collect()
     }
+    /// Whether [`Backend::commit`] itself refuses a batch holding an event id that is already
+    /// stored (a unique index), with [`StoreError::Raced`]. Then [`crate::Store::append`] skips
+    /// looking up new ids before its first attempt (the commit's index probe does it anyway) and
+    /// looks them up only when it retries.
+    fn refuses_stored_ids(&self) -> bool {
+        false
+    }
     /// Visit the global log from `from` (inclusive) in commit order until `f` returns false.
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError>;
     /// The number of events in the global log (= its last position).
@@ -155,6 +162,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
         (**self).locate_many(ids)
+    }
+    fn refuses_stored_ids(&self) -> bool {
+        (**self).refuses_stored_ids()
     }
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         (**self).scan_log(from, f)

@@ -581,6 +581,11 @@ impl Backend for PostgresBackend {
         Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }
 
+    fn refuses_stored_ids(&self) -> bool {
+        // UNIQUE (event_id): the COPY probes the index anyway.
+        true
+    }
+
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         let from_i = from.min(i64::MAX as u64) as i64;
         self.stream_rows(

@@ -140,7 +140,10 @@ impl<B: Backend> Store<B> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_append(&batch, gate, now) {
+            // A backend whose commit refuses a stored id by itself is not asked about new ids
+            // before the first attempt; a retry (which that refusal causes) asks.
+            let lookup = attempt > 1 || !self.backend.refuses_stored_ids();
+            match self.try_append(&batch, gate, now, lookup) {
                 Err(AppendError::Store(StoreError::Raced { .. })) if attempt < RACE_ATTEMPTS => {
                     std::thread::sleep(backoff(attempt));
                 }
@@ -154,6 +157,7 @@ impl<B: Backend> Store<B> {
         batch: &[NewEvent],
         gate: &mut G,
         now: Timestamp,
+        lookup: bool,
     ) -> Result<Vec<Appended>, AppendError<G::Rejection>> {
         let now = arrears_core::parse::truncate_to_micros(now);
         let latest_allowed = now + chrono::Duration::seconds(RECORDED_AT_SKEW_SECONDS);
@@ -193,7 +197,7 @@ impl<B: Backend> Store<B> {
         }
         let mut unknown: Vec<Uuid> = Vec::new();
         let mut asked: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
-        for new in batch {
+        for new in batch.iter().filter(|_| lookup) {
             if let Some(id) = new.event_id {
                 let own = &loans[&new.loan_id];
                 if !own.history.iter().any(|e| e.event_id == id) && asked.insert(id) {
