@@ -411,8 +411,10 @@ impl PostgresBackend {
         }
     }
 
-    /// Stream the rows of `query` through a portal in a read-only repeatable-read transaction
-    /// (one consistent snapshot), [`FETCH_ROWS`] at a time.
+    /// Stream the rows of `query` through a portal (a server-side cursor) in a read-only
+    /// repeatable-read transaction (one consistent snapshot), [`FETCH_ROWS`] at a time. A
+    /// second thread fetches the next rows while `f` handles the last ones, so the server is not
+    /// idle while the client works (and memory stays bounded: at most two fetches in hand).
     fn stream_rows(
         &self,
         query: &str,
@@ -420,30 +422,66 @@ impl PostgresBackend {
         f: &mut dyn FnMut(postgres::Row) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        let mut tx = c
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(|e| self.err(e))?;
-        let portal = tx.bind(query, params).map_err(|e| self.err(e))?;
-        'fetch: loop {
-            let rows = tx
-                .query_portal(&portal, FETCH_ROWS)
-                .map_err(|e| self.err(e))?;
-            let n = rows.len();
-            for r in rows {
-                if !f(r)? {
-                    break 'fetch;
+        let (tx_rows, rx_rows) =
+            std::sync::mpsc::sync_channel::<Result<Vec<postgres::Row>, StoreError>>(1);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let stop = &stop;
+            let fetcher = scope.spawn(move || -> Result<(), StoreError> {
+                let mut tx = c
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .map_err(|e| self.err(e))?;
+                let portal = tx.bind(query, params).map_err(|e| self.err(e))?;
+                loop {
+                    let rows = match tx.query_portal(&portal, FETCH_ROWS) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = tx_rows.send(Err(self.err(e)));
+                            return Ok(());
+                        }
+                    };
+                    let last = rows.len() < FETCH_ROWS as usize;
+                    if tx_rows.send(Ok(rows)).is_err()
+                        || last
+                        || stop.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        break;
+                    }
+                }
+                drop(portal);
+                tx.commit().map_err(|e| self.err(e))
+            });
+            let mut result = Ok(());
+            'consume: for rows in rx_rows.iter() {
+                match rows {
+                    Ok(rows) => {
+                        for r in rows {
+                            match f(r) {
+                                Ok(true) => {}
+                                Ok(false) => break 'consume,
+                                Err(e) => {
+                                    result = Err(e);
+                                    break 'consume;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
             }
-            if n < FETCH_ROWS as usize {
-                break;
-            }
-        }
-        drop(portal);
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(())
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(rx_rows);
+            let fetched = fetcher
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result.and(fetched)
+        })
     }
 
     fn head_of_header(&self, loan: Uuid, bytes: &[u8]) -> Result<Head, StoreError> {
