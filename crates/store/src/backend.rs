@@ -79,6 +79,17 @@ impl SealedBatch {
     }
 }
 
+/// A commit that is written while its batch is still being sealed ([`Backend::begin`]): a
+/// server can store the first events while the client seals the rest. Nothing is visible until
+/// [`StreamingCommit::commit`]; dropping it instead rolls everything back.
+pub trait StreamingCommit {
+    /// The batch's next new event, as soon as it is sealed and accepted by the gate.
+    fn event(&mut self, ev: &Event) -> Result<(), StoreError>;
+    /// Every new event was given, in order: write the rest of `batch` (the log) and commit it
+    /// atomically, as [`Backend::commit`] would have. `batch` is the same events, sealed.
+    fn commit(self: Box<Self>, batch: &SealedBatch) -> Result<(), StoreError>;
+}
+
 /// Storage-only operations. Everything else (sealing, idempotency, concurrency, business rules)
 /// is [`crate::Store`]'s, so a new backend only has to pass `tests/conformance.rs`.
 pub trait Backend: Send + Sync {
@@ -121,6 +132,13 @@ pub trait Backend: Send + Sync {
     /// Write a sealed batch atomically: afterwards all of it is visible, or (on error or crash)
     /// none of it. Not necessarily durable until [`Backend::sync`] returns.
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError>;
+    /// Start a commit of a batch of about `events` new events that receives them while they
+    /// are sealed ([`StreamingCommit`]), or None (the default) to be given the whole batch by
+    /// [`Backend::commit`].
+    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+        let _ = events;
+        Ok(None)
+    }
     /// Make every committed batch durable. Called outside the store's writer lock, so concurrent
     /// writers can share one fsync.
     fn sync(&self) -> Result<(), StoreError>;
@@ -174,6 +192,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
         (**self).commit(batch)
+    }
+    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+        (**self).begin(events)
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use arrears_core::gate::{Gate, OpenGate};
 pub use audit::Broken;
-pub use backend::{Backend, SealedBatch, SealedLoan};
+pub use backend::{Backend, SealedBatch, SealedLoan, StreamingCommit};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgUrl, PostgresBackend};

@@ -30,7 +30,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::backend::{Backend, SealedBatch};
+use crate::backend::{Backend, SealedBatch, StreamingCommit};
 use crate::sled_backend::Mode;
 use crate::{chunk, Head, LogEntry, RawChunk, RawStream, StoreError};
 
@@ -200,13 +200,7 @@ impl std::ops::DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.client.take() {
-            if !c.is_closed() {
-                self.backend
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(c);
-            }
+            self.backend.give_back(c);
         }
     }
 }
@@ -332,21 +326,30 @@ impl PostgresBackend {
 
     /// A connection from the pool, or a new one.
     pub fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        Ok(Conn {
+            client: Some(self.take_client()?),
+            backend: self,
+        })
+    }
+
+    fn take_client(&self) -> Result<Client, StoreError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let client = match idle {
-            Some(c) => c,
+        match idle {
+            Some(c) => Ok(c),
             None => {
                 let mut c = self.config.connect(NoTls).map_err(|e| self.err(e))?;
                 // Durable on COMMIT whatever the server's default.
                 c.batch_execute("SET synchronous_commit = on")
                     .map_err(|e| self.err(e))?;
-                c
+                Ok(c)
             }
-        };
-        Ok(Conn {
-            client: Some(client),
-            backend: self,
-        })
+        }
+    }
+
+    fn give_back(&self, c: Client) {
+        if !c.is_closed() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
     }
 
     fn scrub(&self, s: String) -> String {
@@ -695,36 +698,34 @@ impl Backend for PostgresBackend {
             }
             w.finish().map_err(|e| self.commit_err(e, batch))?;
         }
-        // Last: the log counter. Its row lock is held until COMMIT, so positions follow commit
-        // order and stay dense.
-        let n = batch.len() as i64;
-        let first: i64 = tx
-            .query_one(
-                "UPDATE arrears_log_head SET next_position = next_position + $1 RETURNING next_position - $1",
-                &[&n],
-            )
-            .map_err(|e| self.commit_err(e, batch))?
-            .get(0);
-        let mut positions = Vec::with_capacity(batch.runs.len());
-        let mut run_loans = Vec::with_capacity(batch.runs.len());
-        let mut firsts = Vec::with_capacity(batch.runs.len());
-        let mut counts = Vec::with_capacity(batch.runs.len());
-        let mut p = first;
-        for (loan, first_seq, count) in &batch.runs {
-            positions.push(p);
-            run_loans.push(*loan);
-            firsts.push(*first_seq as i64);
-            counts.push(*count as i32);
-            p += *count as i64;
+        log_and_commit(tx, batch.len() as i64, &batch.runs).map_err(|e| self.commit_err(e, batch))
+    }
+
+    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+        // ARREARS_PG_STREAM_MIN overrides the threshold (benchmarks compare the two paths).
+        let min = std::env::var("ARREARS_PG_STREAM_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(STREAM_MIN_EVENTS);
+        if events < min {
+            return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO arrears_log (position, loan_id, first_seq, count) \
-             SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int4[])",
-            &[&positions, &run_loans, &firsts, &counts],
-        )
-        .map_err(|e| self.commit_err(e, batch))?;
-        tx.commit().map_err(|e| self.commit_err(e, batch))?;
-        Ok(())
+        let client = self.take_client()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+        let writer = std::thread::Builder::new()
+            .name("arrears-pg-copy".into())
+            .spawn(move || stream_copy(client, rx))
+            .map_err(|e| StoreError::Io {
+                store: self.described.clone(),
+                why: format!("starting the COPY thread: {e}"),
+            })?;
+        Ok(Some(Box::new(Streaming {
+            backend: self,
+            to_writer: Some(tx),
+            writer: Some(writer),
+            rows: Vec::with_capacity(STREAM_ROWS_PER_MESSAGE),
+            sent: 0,
+        })))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -771,6 +772,193 @@ impl Backend for PostgresBackend {
         )
         .map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+/// Batches of at least this many events are streamed to the server while they are sealed
+/// ([`Backend::begin`]); smaller ones are written in one go, sorted by `(loan_id, seq)`.
+pub const STREAM_MIN_EVENTS: usize = 1_000;
+/// Rows handed to the COPY thread per message.
+const STREAM_ROWS_PER_MESSAGE: usize = 512;
+
+/// The last statements of every commit: take the log counter (its row lock is held until
+/// COMMIT, so positions follow commit order and stay dense), insert the batch's log runs, and
+/// COMMIT (durable: `synchronous_commit = on`).
+fn log_and_commit(
+    mut tx: postgres::Transaction<'_>,
+    n: i64,
+    runs: &[(Uuid, u64, u32)],
+) -> Result<(), postgres::Error> {
+    let first: i64 = tx
+        .query_one(
+            "UPDATE arrears_log_head SET next_position = next_position + $1 RETURNING next_position - $1",
+            &[&n],
+        )?
+        .get(0);
+    let mut positions = Vec::with_capacity(runs.len());
+    let mut run_loans = Vec::with_capacity(runs.len());
+    let mut firsts = Vec::with_capacity(runs.len());
+    let mut counts = Vec::with_capacity(runs.len());
+    let mut p = first;
+    for (loan, first_seq, count) in runs {
+        positions.push(p);
+        run_loans.push(*loan);
+        firsts.push(*first_seq as i64);
+        counts.push(*count as i32);
+        p += *count as i64;
+    }
+    tx.execute(
+        "INSERT INTO arrears_log (position, loan_id, first_seq, count) \
+         SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int8[], $4::int4[])",
+        &[&positions, &run_loans, &firsts, &counts],
+    )?;
+    tx.commit()
+}
+
+/// One event row: loan, seq, id, chunk.
+type Row = (Uuid, i64, Uuid, Vec<u8>);
+
+/// What the sealing thread tells the COPY thread.
+enum Msg {
+    Rows(Vec<Row>),
+    /// Every row was sent: finish the COPY, write the log, commit.
+    Commit {
+        n: i64,
+        runs: Vec<(Uuid, u64, u32)>,
+    },
+}
+
+/// The COPY thread of a streaming commit: BEGIN, COPY the rows as they come, and on `Commit`
+/// the log and COMMIT. A closed channel without `Commit` rolls back. Returns the connection for
+/// the pool (None when it broke) and the outcome.
+fn stream_copy(
+    mut client: Client,
+    rx: std::sync::mpsc::Receiver<Msg>,
+) -> (Option<Client>, Option<Result<(), postgres::Error>>) {
+    let outcome = (|| -> Option<Result<(), postgres::Error>> {
+        let mut tx = match client.transaction() {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let sink = match tx.copy_in(
+            "COPY arrears_events (loan_id, seq, event_id, chunk) FROM STDIN (FORMAT binary)",
+        ) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut w =
+            BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::BYTEA]);
+        let mut failed: Option<postgres::Error> = None;
+        loop {
+            match rx.recv() {
+                Ok(Msg::Rows(rows)) => {
+                    if failed.is_none() {
+                        for (loan, seq, id, chunk) in &rows {
+                            if let Err(e) = w.write(&[loan, seq, id, chunk]) {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(Msg::Commit { n, runs }) => {
+                    if let Some(e) = failed {
+                        return Some(Err(e));
+                    }
+                    if let Err(e) = w.finish() {
+                        return Some(Err(e));
+                    }
+                    return Some(log_and_commit(tx, n, &runs));
+                }
+                // The batch was abandoned (a rejected event, an error): roll back.
+                Err(_) => return None,
+            }
+        }
+    })();
+    let keep = !client.is_closed();
+    (keep.then_some(client), outcome)
+}
+
+type CopyThread = std::thread::JoinHandle<(Option<Client>, Option<Result<(), postgres::Error>>)>;
+
+/// A streaming commit on PostgreSQL: the sealed events go to a COPY thread (the server stores
+/// them while the rest of the batch is sealed); `commit` sends the log and waits for COMMIT.
+/// Rows arrive in batch order rather than sorted, so two such batches on overlapping loans in
+/// different orders can deadlock; PostgreSQL then aborts one, which is retried as a race.
+struct Streaming<'a> {
+    backend: &'a PostgresBackend,
+    to_writer: Option<std::sync::mpsc::SyncSender<Msg>>,
+    writer: Option<CopyThread>,
+    rows: Vec<Row>,
+    sent: usize,
+}
+
+impl Streaming<'_> {
+    fn flush(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(STREAM_ROWS_PER_MESSAGE));
+        if let Some(tx) = &self.to_writer {
+            // A closed channel means the COPY thread ended; `commit` reports why.
+            let _ = tx.send(Msg::Rows(rows));
+        }
+    }
+
+    /// Wait for the COPY thread; the connection goes back to the pool.
+    fn join(&mut self) -> Option<Result<(), postgres::Error>> {
+        self.to_writer.take();
+        let (client, outcome) = self
+            .writer
+            .take()?
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        if let Some(c) = client {
+            self.backend.give_back(c);
+        }
+        outcome
+    }
+}
+
+impl StreamingCommit for Streaming<'_> {
+    fn event(&mut self, ev: &arrears_core::event::Event) -> Result<(), StoreError> {
+        self.rows.push((
+            ev.loan_id,
+            ev.seq as i64,
+            ev.event_id,
+            chunk::encode(std::slice::from_ref(ev)),
+        ));
+        self.sent += 1;
+        if self.rows.len() >= STREAM_ROWS_PER_MESSAGE {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>, batch: &SealedBatch) -> Result<(), StoreError> {
+        assert_eq!(self.sent, batch.len(), "every sealed event was streamed");
+        self.flush();
+        if let Some(tx) = self.to_writer.take() {
+            let _ = tx.send(Msg::Commit {
+                n: batch.len() as i64,
+                runs: batch.runs.clone(),
+            });
+        }
+        match self.join() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(self.backend.commit_err(e, batch)),
+            None => Err(StoreError::Io {
+                store: self.backend.described.clone(),
+                why: "the COPY thread ended before the commit".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        // Not committed: closing the channel makes the COPY thread roll back.
+        let _ = self.join();
     }
 }
 

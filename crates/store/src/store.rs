@@ -211,6 +211,8 @@ impl<B: Backend> Store<B> {
             .filter_map(|(id, at)| at.map(|at| (*id, at)))
             .collect();
 
+        // A server backend may start storing the new events while the rest are sealed.
+        let mut streaming = self.backend.begin(batch.len())?;
         for (index, new) in batch.iter().enumerate() {
             if let Some(t) = new.recorded_at {
                 if t > latest_allowed {
@@ -315,6 +317,9 @@ impl<B: Backend> Store<B> {
             work.last_recorded_at = Some(recorded_at);
             batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
             ids.push((event_id, ev.loan_id, seq));
+            if let Some(s) = streaming.as_mut() {
+                s.event(&ev)?;
+            }
             work.history.push(ev.clone());
             out.push(Appended {
                 event: ev,
@@ -342,7 +347,10 @@ impl<B: Backend> Store<B> {
             return Ok(out);
         }
         sealed.assert_sealed();
-        self.backend.commit(&sealed)?;
+        match streaming {
+            Some(s) => s.commit(&sealed)?,
+            None => self.backend.commit(&sealed)?,
+        }
         drop(guard);
         // Durability outside the writer lock, so concurrent writers share one fsync.
         self.backend.sync()?;

@@ -579,6 +579,52 @@ fn a_commit_from_a_stale_head_is_refused<F: Fixture>() {
     assert_eq!(s.verify().unwrap(), None);
 }
 
+/// A large batch (a backend may stream it while it is sealed) is stored whole; a large batch
+/// whose last event is refused writes nothing, and the store takes the next batch.
+fn a_large_batch_is_all_or_nothing<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    let loans: Vec<Uuid> = (0..400).map(|i| Uuid::from_u128(0x5000 + i)).collect();
+    let mut batch: Vec<NewEvent> = Vec::new();
+    for l in &loans {
+        batch.push(disbursed_for(*l));
+        for _ in 0..4 {
+            let mut p = pay("");
+            p.loan_id = *l;
+            batch.push(p);
+        }
+    }
+    let mut bad = ev(&format!(
+        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
+    ));
+    bad.loan_id = loans[7];
+    let mut refused = batch.clone();
+    refused.push(bad);
+    let e = s
+        .append(refused, &mut RejectAmount("66.00"), now())
+        .unwrap_err();
+    assert_eq!(e.index(), Some(2000), "{e:?}");
+    assert_eq!(s.log_len().unwrap(), 0);
+    assert!(s.heads().unwrap().is_empty());
+    let out = s.append(batch, &mut OpenGate, now()).unwrap();
+    assert_eq!(out.len(), 2000);
+    assert_eq!(s.log_len().unwrap(), 2000);
+    assert_eq!(s.heads().unwrap().len(), 400);
+    assert_eq!(s.stream(loans[399], None).unwrap().len(), 5);
+    assert_eq!(s.verify().unwrap(), None);
+    // Appending it again: every event is already stored.
+    let mut again: Vec<NewEvent> = Vec::new();
+    for a in &out {
+        let mut n = pay("");
+        n.loan_id = a.event.loan_id;
+        n.event_id = Some(a.event.event_id);
+        n.body = a.event.body.clone();
+        again.push(n);
+    }
+    let out = s.append(again, &mut OpenGate, now()).unwrap();
+    assert!(out.iter().all(|a| a.existed));
+    assert_eq!(s.log_len().unwrap(), 2000);
+}
+
 macro_rules! backend_suite {
     ($module:ident, $fixture:ty) => {
         mod $module {
@@ -618,6 +664,10 @@ macro_rules! backend_suite {
             #[test]
             fn tamper() {
                 tampering_is_detected::<$fixture>()
+            }
+            #[test]
+            fn large_batch() {
+                a_large_batch_is_all_or_nothing::<$fixture>()
             }
             #[test]
             fn stale_commit_is_raced() {
