@@ -452,7 +452,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .build()
                 .map_err(|e| Failure::Other(e.to_string()))?;
             let started = Instant::now();
-            let pb = bar(Some(ledger.loan_count()?), "loans");
+            // The loan count is a scan of every head (on PostgreSQL a query over every event):
+            // only worth it when a progress bar is drawn.
+            let total = match io::stderr().is_terminal() {
+                true => Some(ledger.loan_count()?),
+                false => None,
+            };
+            let pb = bar(total, "loans");
             let mut w = writer(out.as_ref())?;
             let summary = pool.install(|| {
                 ledger.replay_all(
