@@ -83,8 +83,9 @@ impl SealedBatch {
 /// server can store the first events while the client seals the rest. Nothing is visible until
 /// [`StreamingCommit::commit`]; dropping it instead rolls everything back.
 pub trait StreamingCommit {
-    /// The batch's next new event, as soon as it is sealed and accepted by the gate.
-    fn event(&mut self, ev: &Event) -> Result<(), StoreError>;
+    /// The batch's next new event, as soon as it is sealed and accepted by the gate, and its
+    /// length-prefixed codec body ([`crate::chunk::encode_event`]).
+    fn event(&mut self, ev: &Event, body: &[u8]) -> Result<(), StoreError>;
     /// Every new event was given, in order: write the rest of `batch` (the log) and commit it
     /// atomically, as [`Backend::commit`] would have. `batch` is the same events, sealed.
     fn commit(self: Box<Self>, batch: &SealedBatch) -> Result<(), StoreError>;

@@ -15,7 +15,8 @@
 //!   session (whatever the server's default), so COMMIT returns after the WAL is flushed;
 //!   [`Backend::sync`] has nothing left to do.
 //!
-//! Bulk commits use `COPY … FROM STDIN (FORMAT binary)` inside the commit transaction; whole-
+//! Commits use `COPY … FROM STDIN (FORMAT binary)` inside the commit transaction (batches of
+//! [`STREAM_MIN_EVENTS`] or more are streamed to a COPY thread while they are still sealed); whole-
 //! ledger scans (replay, verify, copy) stream through a portal (a server-side cursor) in a
 //! read-only repeatable-read transaction, fetching [`FETCH_ROWS`] rows at a time.
 //!
@@ -24,9 +25,8 @@
 
 use std::sync::Mutex;
 
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
+use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -675,27 +675,27 @@ impl Backend for PostgresBackend {
         loans.sort_by_key(|l| l.loan);
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(|e| self.err(e))?;
+        let mut rows = Vec::with_capacity(COPY_HEADER.len() + batch.len() * 400);
+        rows.extend_from_slice(COPY_HEADER);
+        for l in &loans {
+            let mut rest: &[u8] = &l.bodies;
+            for ev in &l.events {
+                let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                copy_row(&mut rows, ev, &rest[..4 + n]);
+                rest = &rest[4 + n..];
+            }
+            debug_assert!(rest.is_empty(), "bodies hold exactly the events");
+        }
+        rows.extend_from_slice(&(-1i16).to_be_bytes());
         {
-            let sink = tx
+            use std::io::Write;
+            let mut w = tx
                 .copy_in(
                     "COPY arrears_events (loan_id, seq, event_id, chunk) FROM STDIN (FORMAT binary)",
                 )
                 .map_err(|e| self.err(e))?;
-            let mut w =
-                BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::BYTEA]);
-            for l in &loans {
-                let mut rest: &[u8] = &l.bodies;
-                for ev in &l.events {
-                    let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-                    let one = &rest[..4 + n];
-                    rest = &rest[4 + n..];
-                    let bytes = chunk::seal(&chunk::head_of(ev), one);
-                    let seq = ev.seq as i64;
-                    w.write(&[&l.loan, &seq, &ev.event_id, &bytes])
-                        .map_err(|e| self.commit_err(e, batch))?;
-                }
-                debug_assert!(rest.is_empty(), "bodies hold exactly the events");
-            }
+            // A write error means the server ended the COPY; `finish` returns its error.
+            let _ = w.write_all(&rows);
             w.finish().map_err(|e| self.commit_err(e, batch))?;
         }
         log_and_commit(tx, batch.len() as i64, &batch.runs).map_err(|e| self.commit_err(e, batch))
@@ -723,7 +723,7 @@ impl Backend for PostgresBackend {
             backend: self,
             to_writer: Some(tx),
             writer: Some(writer),
-            rows: Vec::with_capacity(STREAM_ROWS_PER_MESSAGE),
+            rows: Vec::with_capacity(STREAM_BYTES_PER_MESSAGE),
             sent: 0,
         })))
     }
@@ -778,8 +778,8 @@ impl Backend for PostgresBackend {
 /// Batches of at least this many events are streamed to the server while they are sealed
 /// ([`Backend::begin`]); smaller ones are written in one go, sorted by `(loan_id, seq)`.
 pub const STREAM_MIN_EVENTS: usize = 1_000;
-/// Rows handed to the COPY thread per message.
-const STREAM_ROWS_PER_MESSAGE: usize = 512;
+/// Bytes of rows handed to the COPY thread per message.
+const STREAM_BYTES_PER_MESSAGE: usize = 128 * 1024;
 
 /// The last statements of every commit: take the log counter (its row lock is held until
 /// COMMIT, so positions follow commit order and stay dense), insert the batch's log runs, and
@@ -815,17 +815,33 @@ fn log_and_commit(
     tx.commit()
 }
 
-/// One event row: loan, seq, id, chunk.
-type Row = (Uuid, i64, Uuid, Vec<u8>);
+/// The signature and header of PostgreSQL's binary COPY format.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Append one `arrears_events` row (loan_id, seq, event_id, chunk) in binary COPY format; the
+/// chunk is the event's header (`head`) followed by its length-prefixed `body`.
+fn copy_row(out: &mut Vec<u8>, ev: &arrears_core::event::Event, body: &[u8]) {
+    let chunk_len = chunk::HEADER_LEN + body.len();
+    out.reserve(2 + 4 + 16 + 4 + 8 + 4 + 16 + 4 + chunk_len);
+    out.extend_from_slice(&4i16.to_be_bytes());
+    out.extend_from_slice(&16i32.to_be_bytes());
+    out.extend_from_slice(ev.loan_id.as_bytes());
+    out.extend_from_slice(&8i32.to_be_bytes());
+    out.extend_from_slice(&(ev.seq as i64).to_be_bytes());
+    out.extend_from_slice(&16i32.to_be_bytes());
+    out.extend_from_slice(ev.event_id.as_bytes());
+    out.extend_from_slice(&(chunk_len as i32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(&chunk::seal(&chunk::head_of(ev), body));
+    debug_assert_eq!(out.len() - start, chunk_len);
+}
 
 /// What the sealing thread tells the COPY thread.
 enum Msg {
-    Rows(Vec<Row>),
+    /// Rows in binary COPY format (no header, no trailer).
+    Rows(Vec<u8>),
     /// Every row was sent: finish the COPY, write the log, commit.
-    Commit {
-        n: i64,
-        runs: Vec<(Uuid, u64, u32)>,
-    },
+    Commit { n: i64, runs: Vec<(Uuid, u64, u32)> },
 }
 
 /// The COPY thread of a streaming commit: BEGIN, COPY the rows as they come, and on `Commit`
@@ -840,30 +856,27 @@ fn stream_copy(
             Ok(t) => t,
             Err(e) => return Some(Err(e)),
         };
-        let sink = match tx.copy_in(
+        let mut w = match tx.copy_in(
             "COPY arrears_events (loan_id, seq, event_id, chunk) FROM STDIN (FORMAT binary)",
         ) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let mut w =
-            BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::BYTEA]);
-        let mut failed: Option<postgres::Error> = None;
+        use std::io::Write;
+        // A write error means the server ended the COPY (e.g. a unique violation); `finish`
+        // then returns the server's error.
+        let mut failed = w.write_all(COPY_HEADER).is_err();
         loop {
             match rx.recv() {
                 Ok(Msg::Rows(rows)) => {
-                    if failed.is_none() {
-                        for (loan, seq, id, chunk) in &rows {
-                            if let Err(e) = w.write(&[loan, seq, id, chunk]) {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
+                    if !failed {
+                        failed = w.write_all(&rows).is_err();
                     }
                 }
                 Ok(Msg::Commit { n, runs }) => {
-                    if let Some(e) = failed {
-                        return Some(Err(e));
+                    if !failed {
+                        // The trailer: a field count of -1.
+                        let _ = w.write_all(&(-1i16).to_be_bytes());
                     }
                     if let Err(e) = w.finish() {
                         return Some(Err(e));
@@ -889,7 +902,8 @@ struct Streaming<'a> {
     backend: &'a PostgresBackend,
     to_writer: Option<std::sync::mpsc::SyncSender<Msg>>,
     writer: Option<CopyThread>,
-    rows: Vec<Row>,
+    /// Rows not yet handed to the COPY thread, in binary COPY format.
+    rows: Vec<u8>,
     sent: usize,
 }
 
@@ -898,7 +912,7 @@ impl Streaming<'_> {
         if self.rows.is_empty() {
             return;
         }
-        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(STREAM_ROWS_PER_MESSAGE));
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(STREAM_BYTES_PER_MESSAGE));
         if let Some(tx) = &self.to_writer {
             // A closed channel means the COPY thread ended; `commit` reports why.
             let _ = tx.send(Msg::Rows(rows));
@@ -921,15 +935,10 @@ impl Streaming<'_> {
 }
 
 impl StreamingCommit for Streaming<'_> {
-    fn event(&mut self, ev: &arrears_core::event::Event) -> Result<(), StoreError> {
-        self.rows.push((
-            ev.loan_id,
-            ev.seq as i64,
-            ev.event_id,
-            chunk::encode(std::slice::from_ref(ev)),
-        ));
+    fn event(&mut self, ev: &arrears_core::event::Event, body: &[u8]) -> Result<(), StoreError> {
+        copy_row(&mut self.rows, ev, body);
         self.sent += 1;
-        if self.rows.len() >= STREAM_ROWS_PER_MESSAGE {
+        if self.rows.len() >= STREAM_BYTES_PER_MESSAGE {
             self.flush();
         }
         Ok(())

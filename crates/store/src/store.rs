@@ -47,6 +47,8 @@ struct LoanWork {
     history: Vec<Event>,
     /// How many of `history` were stored before this batch.
     stored: usize,
+    /// The new events' length-prefixed codec bodies, encoded once as they are sealed.
+    bodies: Vec<u8>,
 }
 
 /// "Identical" for a re-appended `event_id` (SPEC §8): same loan, type and body after defaults;
@@ -182,6 +184,7 @@ impl<B: Backend> Store<B> {
                     last_recorded_at: None,
                     stored: 0,
                     history: Vec::new(),
+                    bodies: Vec::new(),
                 });
             }
         }
@@ -317,8 +320,10 @@ impl<B: Backend> Store<B> {
             work.last_recorded_at = Some(recorded_at);
             batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
             ids.push((event_id, ev.loan_id, seq));
+            let at = work.bodies.len();
+            chunk::encode_event(&ev, &mut work.bodies);
             if let Some(s) = streaming.as_mut() {
-                s.event(&ev)?;
+                s.event(&ev, &work.bodies[at..])?;
             }
             work.history.push(ev.clone());
             out.push(Appended {
@@ -338,7 +343,7 @@ impl<B: Backend> Store<B> {
             sealed.loans.push(SealedLoan {
                 loan,
                 prev_seq: w.stored as u64,
-                bodies: chunk::encode_events(&events),
+                bodies: std::mem::take(&mut w.bodies),
                 events,
                 head,
             });
