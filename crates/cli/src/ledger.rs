@@ -17,8 +17,8 @@ use arrears_core::{parse_event, InputError, Policy};
 use arrears_projection::decide::Rejection;
 use arrears_projection::{replay, DecideGate, Projection, Snapshot};
 use arrears_store::{
-    AppendError, Appended, Backend, Broken, MemoryBackend, Mode, RawChunk, RawStream, SledBackend,
-    Store, StoreError,
+    AppendError, Appended, Backend, Broken, MemoryBackend, Mode, PgUrl, PostgresBackend, RawChunk,
+    RawStream, SledBackend, Store, StoreError,
 };
 
 /// A CLI-level failure with its exit code: 2 for rejected input, 1 for anything else.
@@ -68,10 +68,12 @@ impl From<std::io::Error> for Failure {
 /// The store the ledger runs on.
 pub type LedgerStore = Store<Box<dyn Backend>>;
 
-/// Where a store is: a sled directory, or `memory:` (a store that lives as long as the process).
+/// Where a store is: a sled directory, a PostgreSQL database (`postgres://…`; its password is
+/// never printed), or `memory:` (a store that lives as long as the process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Sled(std::path::PathBuf),
+    Postgres(PgUrl),
     Memory,
 }
 
@@ -80,11 +82,8 @@ impl Location {
         if s == "memory:" {
             return Ok(Location::Memory);
         }
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Err(Failure::Other(
-                "--store: PostgreSQL stores are not supported by this build yet (see docs/storage.md)"
-                    .into(),
-            ));
+        if arrears_store::postgres::is_url(s) {
+            return Ok(Location::Postgres(PgUrl::new(s)));
         }
         Ok(Location::Sled(s.into()))
     }
@@ -218,6 +217,7 @@ impl Ledger {
     ) -> Result<Ledger, Failure> {
         let backend: Box<dyn Backend> = match location {
             Location::Sled(dir) => Box::new(SledBackend::open(dir, mode, wait)?),
+            Location::Postgres(url) => Box::new(PostgresBackend::open(url, mode)?),
             Location::Memory => Box::new(MemoryBackend::new()),
         };
         Ok(Ledger::on(Store::new(backend), policy))

@@ -3,6 +3,7 @@
 //! and class; roll rates; the `loans` filter) and output formatting. `main.rs` only parses
 //! arguments and prints errors.
 
+pub mod copy;
 pub mod export;
 pub mod generate;
 pub mod ledger;

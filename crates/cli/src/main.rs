@@ -43,13 +43,16 @@ Exit codes: 0 success, 2 rejected input (the message names the line or field), 1
 #[command(name = "arrears", version, about = ABOUT, after_help = AFTER)]
 struct Cli {
     /// The store: a directory holding the embedded sled database (created by the first
-    /// `append`), or `memory:` for a store that lives as long as the command.
+    /// `append`), a PostgreSQL database `postgres://USER:PASSWORD@HOST:PORT/DB` (shared by many
+    /// processes; the first `append` creates the schema), or `memory:` for a store that lives as
+    /// long as the command.
     #[arg(
         long,
         global = true,
         env = "ARREARS_STORE",
+        hide_env_values = true,
         default_value = "./arrears.db",
-        value_name = "DIR"
+        value_name = "STORE"
     )]
     store: String,
     /// When another process holds the store, wait up to this many seconds for it instead of
@@ -120,6 +123,21 @@ enum Cmd {
     /// Ids, seqs, recorded_at, hashes and the global log are kept, so `digest` is the same
     /// before and after. The original is renamed to DIR.format1 and kept until you remove it.
     Upgrade,
+    /// Copy a whole ledger into a new store: sled ↔ PostgreSQL ↔ a new sled.
+    ///
+    /// Every event keeps its id, seq, recorded_at, hashes and global log position, so `digest`
+    /// is equal before and after (checked). The destination must be empty or absent; the
+    /// global --store is not used. Example:
+    ///
+    ///   arrears copy --from ./arrears.db --to postgres://arrears@db.internal/ledger
+    Copy {
+        /// The store to read (a sled directory or a postgres:// URL).
+        #[arg(long, value_name = "STORE")]
+        from: String,
+        /// The store to create and fill (it must hold no events).
+        #[arg(long, value_name = "STORE")]
+        to: String,
+    },
     /// One loan on a day: balances, penalty, DPD, stage (a table; `--json` for the exact object).
     ///
     /// Example: arrears show 6f1c2a0e-… --as-of 2024-02-10 --known-at 2024-02-11T00:00:00Z
@@ -750,6 +768,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 done.kept.display()
             );
         }
+        Cmd::Copy { from, to } => {
+            let (from, to) = (Location::parse(&from)?, Location::parse(&to)?);
+            let pb = bar(None, "events copied");
+            let done = arrears_cli::copy::copy(&from, &to, wait, &|n, total| {
+                pb.set_length(total);
+                pb.set_position(n)
+            })?;
+            pb.finish_and_clear();
+            println!(
+                "copied {} loans, {} events and {} snapshots from {} to {}; digest {} on both",
+                done.loans, done.events, done.snapshots, done.from, done.to, done.digest
+            );
+        }
         Cmd::Show {
             loan,
             as_of,
@@ -804,7 +835,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .build()
                 .map_err(|e| Failure::Other(e.to_string()))?;
             let started = Instant::now();
-            let pb = bar(Some(ledger.loan_count()?), "loans");
+            // The loan count is a scan of every head (on PostgreSQL a query over every event):
+            // only worth it when a progress bar is drawn.
+            let total = match io::stderr().is_terminal() {
+                true => Some(ledger.loan_count()?),
+                false => None,
+            };
+            let pb = bar(total, "loans");
             let mut w = writer(out.as_ref())?;
             let summary = pool.install(|| {
                 ledger.replay_all(
@@ -979,7 +1016,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let as_of = start + chrono::Days::new(cfg.days as u64);
             eprintln!(
                 "demo: generating {loans} loans (seed {seed}) into {}",
-                cli.store
+                ledger.store().describe()
             );
             let t0 = Instant::now();
             let mut book = Vec::new();

@@ -11,6 +11,11 @@ pub trait Gate {
     type Rejection: std::error::Error + Send + Sync + 'static;
     /// `history` is the loan's stream so far (stored, plus accepted earlier in this batch) in
     /// `seq` order; `candidate` has its envelope filled in.
+    ///
+    /// The store may call `check` again for the same batch against a different history (it
+    /// re-seals a batch that lost a race to another process), so a gate that caches state
+    /// between calls must key it on the history it was given (e.g. the last event's hash), not
+    /// only on the loan or the seq.
     fn check(&mut self, history: &[Event], candidate: &Event) -> Result<(), Self::Rejection>;
 }
 

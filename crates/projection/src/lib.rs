@@ -125,7 +125,9 @@ impl Snapshot {
 /// state between events of one batch so a bulk import costs O(events), not O(events²).
 pub struct DecideGate<'p> {
     policy: &'p Policy,
-    cache: HashMap<Uuid, Loan>,
+    /// Per loan: the hash of the last event folded (the history's own last hash, which names
+    /// the whole history through the chain) and the fold.
+    cache: HashMap<Uuid, (arrears_core::chain::Digest32, Loan)>,
 }
 
 impl<'p> DecideGate<'p> {
@@ -141,7 +143,7 @@ impl<'p> DecideGate<'p> {
             decide::decide_first(ev)?;
             if let Body::Disbursed(d) = &ev.body {
                 self.cache
-                    .insert(ev.loan_id, Loan::open_under(ev, d, self.policy));
+                    .insert(ev.loan_id, (ev.hash, Loan::open_under(ev, d, self.policy)));
             }
             return Ok(());
         }
@@ -155,10 +157,16 @@ impl<'p> DecideGate<'p> {
         let key = (ev.business_date(), ev.seq);
         let head = history.last().map_or(0, |e| e.seq);
         // Fast path: the cached fold covers the whole history and the candidate sorts last.
-        if let Some(loan) = self.cache.get_mut(&ev.loan_id) {
-            if loan.version == head && key > loan.cursor {
+        // The cache is used only for exactly this history: a batch sealed again after a race
+        // brings a history with the same head seq but other events.
+        if let Some((hash, loan)) = self.cache.get_mut(&ev.loan_id) {
+            if loan.version == head
+                && history.last().map(|e| e.hash) == Some(*hash)
+                && key > loan.cursor
+            {
                 decide::decide(loan, ev, known_extensions, self.policy)?;
                 loan.apply(ev, self.policy);
+                *hash = ev.hash;
                 return Ok(());
             }
         }
@@ -193,7 +201,7 @@ impl<'p> DecideGate<'p> {
                 }
             }
         }
-        self.cache.insert(ev.loan_id, loan);
+        self.cache.insert(ev.loan_id, (ev.hash, loan));
         Ok(())
     }
 }

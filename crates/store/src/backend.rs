@@ -79,6 +79,18 @@ impl SealedBatch {
     }
 }
 
+/// A commit that is written while its batch is still being sealed ([`Backend::begin`]): a
+/// server can store the first events while the client seals the rest. Nothing is visible until
+/// [`StreamingCommit::commit`]; dropping it instead rolls everything back.
+pub trait StreamingCommit {
+    /// The batch's next new event, as soon as it is sealed and accepted by the gate, and its
+    /// length-prefixed codec body ([`crate::chunk::encode_event`]).
+    fn event(&mut self, ev: &Event, body: &[u8]) -> Result<(), StoreError>;
+    /// Every new event was given, in order: write the rest of `batch` (the log) and commit it
+    /// atomically, as [`Backend::commit`] would have. `batch` is the same events, sealed.
+    fn commit(self: Box<Self>, batch: &SealedBatch) -> Result<(), StoreError>;
+}
+
 /// Storage-only operations. Everything else (sealing, idempotency, concurrency, business rules)
 /// is [`crate::Store`]'s, so a new backend only has to pass `tests/conformance.rs`.
 pub trait Backend: Send + Sync {
@@ -86,6 +98,11 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     /// One loan's chunks in seq order (empty for an unknown loan).
     fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError>;
+    /// Several loans' chunks at once, in the order of `loans` (an append reads every loan it
+    /// touches before sealing; a server backend answers in one round trip).
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        loans.iter().map(|l| self.read_stream(l)).collect()
+    }
     /// Every loan's chunks, in `loan_id` order.
     fn scan_streams(
         &self,
@@ -98,6 +115,17 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Which loan and seq hold `event_id`, if any store does.
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError>;
+    /// [`Backend::locate`] for many ids, answers in the order of `ids`.
+    fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
+        ids.iter().map(|id| self.locate(id)).collect()
+    }
+    /// Whether [`Backend::commit`] itself refuses a batch holding an event id that is already
+    /// stored (a unique index), with [`StoreError::Raced`]. Then [`crate::Store::append`] skips
+    /// looking up new ids before its first attempt (the commit's index probe does it anyway) and
+    /// looks them up only when it retries.
+    fn refuses_stored_ids(&self) -> bool {
+        false
+    }
     /// Visit the global log from `from` (inclusive) in commit order until `f` returns false.
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError>;
     /// The number of events in the global log (= its last position).
@@ -105,6 +133,13 @@ pub trait Backend: Send + Sync {
     /// Write a sealed batch atomically: afterwards all of it is visible, or (on error or crash)
     /// none of it. Not necessarily durable until [`Backend::sync`] returns.
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError>;
+    /// Start a commit of a batch of about `events` new events that receives them while they
+    /// are sealed ([`StreamingCommit`]), or None (the default) to be given the whole batch by
+    /// [`Backend::commit`].
+    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+        let _ = events;
+        Ok(None)
+    }
     /// Make every committed batch durable. Called outside the store's writer lock, so concurrent
     /// writers can share one fsync.
     fn sync(&self) -> Result<(), StoreError>;
@@ -126,6 +161,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn read_stream(&self, loan: &Uuid) -> Result<RawStream, StoreError> {
         (**self).read_stream(loan)
     }
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        (**self).read_streams(loans)
+    }
     fn scan_streams(
         &self,
         f: &mut dyn FnMut(Uuid, RawStream) -> Result<(), StoreError>,
@@ -141,6 +179,12 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
         (**self).locate(event_id)
     }
+    fn locate_many(&self, ids: &[Uuid]) -> Result<Vec<Option<(Uuid, u64)>>, StoreError> {
+        (**self).locate_many(ids)
+    }
+    fn refuses_stored_ids(&self) -> bool {
+        (**self).refuses_stored_ids()
+    }
     fn scan_log(&self, from: u64, f: &mut dyn FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         (**self).scan_log(from, f)
     }
@@ -149,6 +193,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
         (**self).commit(batch)
+    }
+    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+        (**self).begin(events)
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()

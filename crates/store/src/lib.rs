@@ -5,7 +5,8 @@
 //! - [`Backend`]: storage-only operations — read a loan's raw stream, scan every stream or head
 //!   in loan order, locate an event id, scan the global log, commit one sealed batch atomically
 //!   and durably, snapshots. Implemented by [`sled_backend::SledBackend`] (the embedded
-//!   default) and [`memory::MemoryBackend`]; `tests/conformance.rs` holds every backend to the
+//!   default), `postgres::PostgresBackend` (a shared server, many processes; feature
+//!   `postgres`) and [`memory::MemoryBackend`]; `tests/conformance.rs` holds every backend to the
 //!   same contract.
 //! - [`Store`]: everything that does not depend on where bytes live — sealing (seq,
 //!   `recorded_at`, UUIDv7 ids, the hash chain), idempotency, optimistic concurrency, the
@@ -18,6 +19,8 @@ pub mod audit;
 pub mod backend;
 pub mod chunk;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sled_backend;
 mod store;
 
@@ -26,8 +29,10 @@ use uuid::Uuid;
 
 pub use arrears_core::gate::{Gate, OpenGate};
 pub use audit::Broken;
-pub use backend::{Backend, SealedBatch, SealedLoan};
+pub use backend::{Backend, SealedBatch, SealedLoan, StreamingCommit};
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgUrl, PostgresBackend};
 pub use sled_backend::{Mode, SledBackend};
 pub use store::{Store, RECORDED_AT_SKEW_SECONDS};
 
@@ -108,6 +113,12 @@ pub enum StoreError {
         store: String,
         at: String,
         why: String,
+    },
+    #[error("the database at {store} holds arrears schema version {found}; this build reads and writes schema version {expected} only (use an arrears build of schema version {found}, or `arrears copy` the ledger into a store of this build)")]
+    SchemaVersion {
+        store: String,
+        found: i64,
+        expected: i64,
     },
     #[error("loan {loan}: another writer appended to it at the same time (its head moved); retry")]
     Raced { loan: Uuid },

@@ -52,6 +52,9 @@ pub enum Mode {
     Create,
     /// The store must exist (read-only commands never create one).
     Existing,
+    /// The store must exist, and an older on-disk format is opened too, for reading only: the
+    /// source of `arrears copy`, the migration path off an old format. Writes are refused.
+    ReadAnyFormat,
 }
 
 /// The 64-bit fingerprint of an event id kept in the `f` runs (splitmix64 over both halves).
@@ -114,6 +117,9 @@ pub struct SledBackend {
     db: sled::Db,
     tree: sled::Tree,
     path: String,
+    /// The on-disk format of the store opened: [`FORMAT_VERSION`], or older with
+    /// [`Mode::ReadAnyFormat`] (then it is read only).
+    format: u32,
     state: Mutex<State>,
     /// Held for the life of the backend: one process per store.
     _lock: std::fs::File,
@@ -480,8 +486,12 @@ impl SledBackend {
                 remove_half_made(dir)?;
                 create(dir)?;
             }
-            (OnDisk::Absent, Mode::Existing) => return Err(StoreError::NoStore { path }),
-            (OnDisk::HalfMade, Mode::Existing) => return Err(StoreError::HalfMade { path }),
+            (OnDisk::Absent, Mode::Existing | Mode::ReadAnyFormat) => {
+                return Err(StoreError::NoStore { path })
+            }
+            (OnDisk::HalfMade, Mode::Existing | Mode::ReadAnyFormat) => {
+                return Err(StoreError::HalfMade { path })
+            }
             (OnDisk::Store, _) => {}
         }
         let lock = lock(dir, wait)?;
@@ -505,13 +515,14 @@ impl SledBackend {
         if found > FORMAT_VERSION {
             return Err(StoreError::FormatTooNew { path, found });
         }
-        if found < FORMAT_VERSION {
+        if found < FORMAT_VERSION && mode != Mode::ReadAnyFormat {
             return Err(StoreError::FormatTooOld { path, found });
         }
         let mut backend = SledBackend {
             db,
             tree,
             path,
+            format: found,
             state: Mutex::new(State {
                 next_pos: 1,
                 fp_runs: 0,
@@ -542,6 +553,17 @@ impl SledBackend {
             at: at.into(),
             why: why.into(),
         }
+    }
+
+    /// Writes go only to a store of the current format.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.format < FORMAT_VERSION {
+            return Err(StoreError::FormatTooOld {
+                path: self.path.clone(),
+                found: self.format,
+            });
+        }
+        Ok(())
     }
 
     fn err(&self, e: sled::Error) -> StoreError {
@@ -676,9 +698,19 @@ impl Backend for SledBackend {
         let emit = |l: Uuid,
                     v: &sled::IVec,
                     f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>| {
-            let head = chunk::header(v)
+            let head = match chunk::header(v)
                 .map_err(|why| self.corrupt(format!("loan {l}"), why))?
-                .ok_or_else(|| self.corrupt(format!("loan {l}"), "a segment without a header"))?;
+            {
+                Some(h) => h,
+                // Format 1 (read for `copy`): chunks carry no header; the last event is the head.
+                None if self.format < FORMAT_VERSION => chunk::head_of(
+                    chunk::decode(v)
+                        .map_err(|why| self.corrupt(format!("loan {l}"), why))?
+                        .last()
+                        .ok_or_else(|| self.corrupt(format!("loan {l}"), "an empty chunk"))?,
+                ),
+                None => return Err(self.corrupt(format!("loan {l}"), "a segment without a header")),
+            };
             f(l, head)
         };
         for kv in self.tree.scan_prefix([b'e']) {
@@ -752,6 +784,7 @@ impl Backend for SledBackend {
     }
 
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
+        self.writable()?;
         let mut st = self.state();
         let mut b = sled::Batch::default();
         for l in &batch.loans {
@@ -850,6 +883,7 @@ impl Backend for SledBackend {
     }
 
     fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        self.writable()?;
         let mut b = sled::Batch::default();
         for (loan, bytes) in snaps {
             b.insert(key(b's', &[loan.as_bytes()]), bytes);

@@ -15,6 +15,21 @@ use crate::{chunk, AppendError, Appended, Gate, Head, LogEntry, RawChunk, RawStr
 /// future (a `recorded_at` in 2099 would otherwise make every later event of the loan 2099).
 pub const RECORDED_AT_SKEW_SECONDS: i64 = 300;
 
+/// How many times [`Store::append`] seals and commits a batch that keeps losing races to other
+/// processes before it gives up with [`StoreError::Raced`].
+pub const RACE_ATTEMPTS: u32 = 10;
+
+/// The pause before attempt `attempt + 1`: exponential from 1 ms, capped at 256 ms, with jitter
+/// so that two writers that raced do not collide again in lockstep.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = 1u64 << attempt.min(8);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % base.max(1);
+    std::time::Duration::from_millis(base / 2 + jitter)
+}
+
 /// The event store over a backend: seals, checks and commits appends; reads streams.
 pub struct Store<B: Backend> {
     backend: B,
@@ -32,14 +47,8 @@ struct LoanWork {
     history: Vec<Event>,
     /// How many of `history` were stored before this batch.
     stored: usize,
-}
-
-/// One result of an append before the commit.
-enum Slot {
-    /// Already stored (idempotent re-append).
-    Existing(Box<Event>),
-    /// The `index`-th new event of `loan` in the sealed batch.
-    New { loan: Uuid, index: usize },
+    /// The new events' length-prefixed codec bodies, encoded once as they are sealed.
+    bodies: Vec<u8>,
 }
 
 /// "Identical" for a re-appended `event_id` (SPEC §8): same loan, type and body after defaults;
@@ -116,26 +125,98 @@ impl<B: Backend> Store<B> {
     /// Append a batch, all or nothing; returns after the batch is durable. Events without an
     /// `event_id` get a UUIDv7 from their `recorded_at`; without a `recorded_at` they get `now`
     /// (never earlier than the loan's last event).
+    ///
+    /// When the backend refuses the commit because another process wrote to one of the loans
+    /// first ([`StoreError::Raced`], only backends shared by several processes), the batch is
+    /// read and sealed again from the new heads, up to [`RACE_ATTEMPTS`] times. A batch whose
+    /// events carry an expected `seq` therefore ends in [`AppendError::Conflict`] (the head moved
+    /// past it), exactly as if the other writer had committed before this one started; a batch
+    /// without one is simply appended after the other writer's events. The gate sees the batch
+    /// again: it must judge each candidate by the history it is given (see [`Gate`]).
     pub fn append<G: Gate>(
         &self,
         batch: Vec<NewEvent>,
         gate: &mut G,
         now: Timestamp,
     ) -> Result<Vec<Appended>, AppendError<G::Rejection>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // A backend whose commit refuses a stored id by itself is not asked about new ids
+            // before the first attempt; a retry (which that refusal causes) asks.
+            let lookup = attempt > 1 || !self.backend.refuses_stored_ids();
+            match self.try_append(&batch, gate, now, lookup) {
+                Err(AppendError::Store(StoreError::Raced { .. })) if attempt < RACE_ATTEMPTS => {
+                    std::thread::sleep(backoff(attempt));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn try_append<G: Gate>(
+        &self,
+        batch: &[NewEvent],
+        gate: &mut G,
+        now: Timestamp,
+        lookup: bool,
+    ) -> Result<Vec<Appended>, AppendError<G::Rejection>> {
         let now = arrears_core::parse::truncate_to_micros(now);
         let latest_allowed = now + chrono::Duration::seconds(RECORDED_AT_SKEW_SECONDS);
         let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let n = batch.len();
-        let mut loans: HashMap<Uuid, LoanWork> = HashMap::with_capacity(n);
+        let mut loans: HashMap<Uuid, LoanWork> = HashMap::new();
         let mut order: Vec<Uuid> = Vec::new();
-        let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::with_capacity(n);
+        let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::new();
         let mut runs: Vec<(Uuid, u64, u32)> = Vec::new();
-        let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::with_capacity(n);
-        // What to return, in input order: stored events as they are; new ones by where they sit
-        // in the sealed batch (moved out after the commit, never cloned).
-        let mut slots: Vec<Slot> = Vec::with_capacity(n);
+        let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::new();
+        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
 
-        for (index, new) in batch.into_iter().enumerate() {
+        // Read every touched loan at once (one round trip on a server backend), then look up,
+        // also at once, the explicit event ids their own streams do not hold (new ids, or ids
+        // reused under another loan).
+        let mut touched: Vec<Uuid> = Vec::new();
+        for new in batch {
+            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id) {
+                touched.push(new.loan_id);
+                slot.insert(LoanWork {
+                    head_seq: 0,
+                    head_hash: GENESIS,
+                    last_recorded_at: None,
+                    stored: 0,
+                    history: Vec::new(),
+                    bodies: Vec::new(),
+                });
+            }
+        }
+        for (loan, raw) in touched.iter().zip(self.backend.read_streams(&touched)?) {
+            let history = self.decode(loan, &raw)?;
+            let last = history.last();
+            let work = loans.get_mut(loan).expect("inserted above");
+            work.head_seq = last.map_or(0, |e| e.seq);
+            work.head_hash = last.map_or(GENESIS, |e| e.hash);
+            work.last_recorded_at = last.map(|e| e.recorded_at);
+            work.stored = history.len();
+            work.history = history;
+        }
+        let mut unknown: Vec<Uuid> = Vec::new();
+        let mut asked: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+        for new in batch.iter().filter(|_| lookup) {
+            if let Some(id) = new.event_id {
+                let own = &loans[&new.loan_id];
+                if !own.history.iter().any(|e| e.event_id == id) && asked.insert(id) {
+                    unknown.push(id);
+                }
+            }
+        }
+        let located: HashMap<Uuid, (Uuid, u64)> = unknown
+            .iter()
+            .zip(self.backend.locate_many(&unknown)?)
+            .filter_map(|(id, at)| at.map(|at| (*id, at)))
+            .collect();
+
+        // A server backend may start storing the new events while the rest are sealed.
+        let mut streaming = self.backend.begin(batch.len())?;
+        for (index, new) in batch.iter().enumerate() {
             if let Some(t) = new.recorded_at {
                 if t > latest_allowed {
                     return Err(AppendError::RecordedAtInFuture {
@@ -145,18 +226,6 @@ impl<B: Backend> Store<B> {
                     });
                 }
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id) {
-                let raw = self.backend.read_stream(&new.loan_id)?;
-                let history = self.decode(&new.loan_id, &raw)?;
-                let last = history.last();
-                slot.insert(LoanWork {
-                    head_seq: last.map_or(0, |e| e.seq),
-                    head_hash: last.map_or(GENESIS, |e| e.hash),
-                    last_recorded_at: last.map(|e| e.recorded_at),
-                    stored: history.len(),
-                    history,
-                });
-            }
             if let Some(id) = new.event_id {
                 // Idempotency: this batch, then the loan's own stream (read anyway), then any
                 // other loan (the backend's cross-loan lookup; rare).
@@ -165,7 +234,7 @@ impl<B: Backend> Store<B> {
                     Some((loan, i)) => Some(loans[loan].history[*i].clone()),
                     None => match own.history[..own.stored].iter().find(|e| e.event_id == id) {
                         Some(e) => Some(e.clone()),
-                        None => match self.backend.locate(&id)? {
+                        None => match located.get(&id).copied() {
                             Some((loan, seq)) => {
                                 Some(self.event_at(&loan, seq)?.ok_or_else(|| {
                                     self.corrupt(
@@ -181,12 +250,15 @@ impl<B: Backend> Store<B> {
                     },
                 };
                 if let Some(stored) = existing {
-                    same_content(&stored, &new).map_err(|what| AppendError::EventIdReused {
+                    same_content(&stored, new).map_err(|what| AppendError::EventIdReused {
                         index,
                         event_id: id,
                         what,
                     })?;
-                    slots.push(Slot::Existing(Box::new(stored)));
+                    out.push(Appended {
+                        event: stored,
+                        existed: true,
+                    });
                     continue;
                 }
             }
@@ -229,7 +301,7 @@ impl<B: Backend> Store<B> {
                 loan_id: new.loan_id,
                 seq,
                 recorded_at,
-                body: new.body,
+                body: new.body.clone(),
                 prev_hash: work.head_hash,
                 hash: GENESIS,
             };
@@ -248,11 +320,16 @@ impl<B: Backend> Store<B> {
             work.last_recorded_at = Some(recorded_at);
             batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
             ids.push((event_id, ev.loan_id, seq));
-            slots.push(Slot::New {
-                loan: ev.loan_id,
-                index: work.history.len() - work.stored,
+            let at = work.bodies.len();
+            chunk::encode_event(&ev, &mut work.bodies);
+            if let Some(s) = streaming.as_mut() {
+                s.event(&ev, &work.bodies[at..])?;
+            }
+            work.history.push(ev.clone());
+            out.push(Appended {
+                event: ev,
+                existed: false,
             });
-            work.history.push(ev);
         }
         let mut sealed = SealedBatch {
             loans: Vec::with_capacity(order.len()),
@@ -266,39 +343,23 @@ impl<B: Backend> Store<B> {
             sealed.loans.push(SealedLoan {
                 loan,
                 prev_seq: w.stored as u64,
-                bodies: chunk::encode_events(&events),
+                bodies: std::mem::take(&mut w.bodies),
                 events,
                 head,
             });
         }
-        if !sealed.is_empty() {
-            sealed.assert_sealed();
-            self.backend.commit(&sealed)?;
-            drop(guard);
-            // Durability outside the writer lock, so concurrent writers share one fsync.
-            self.backend.sync()?;
+        if sealed.is_empty() {
+            return Ok(out);
         }
-        let mut fresh: HashMap<Uuid, Vec<Option<Event>>> = sealed
-            .loans
-            .into_iter()
-            .map(|l| (l.loan, l.events.into_iter().map(Some).collect()))
-            .collect();
-        Ok(slots
-            .into_iter()
-            .map(|slot| match slot {
-                Slot::Existing(event) => Appended {
-                    event: *event,
-                    existed: true,
-                },
-                Slot::New { loan, index } => Appended {
-                    event: fresh
-                        .get_mut(&loan)
-                        .and_then(|evs| evs[index].take())
-                        .expect("each new event is returned once"),
-                    existed: false,
-                },
-            })
-            .collect())
+        sealed.assert_sealed();
+        match streaming {
+            Some(s) => s.commit(&sealed)?,
+            None => self.backend.commit(&sealed)?,
+        }
+        drop(guard);
+        // Durability outside the writer lock, so concurrent writers share one fsync.
+        self.backend.sync()?;
+        Ok(out)
     }
 
     /// One loan's stream in `seq` order; with `known_at`, only events recorded at or before it
@@ -320,6 +381,11 @@ impl<B: Backend> Store<B> {
     /// One loan's stored chunks, undecoded (batch replay decodes on worker threads).
     pub fn raw_stream(&self, loan: Uuid) -> Result<RawStream, StoreError> {
         self.backend.read_stream(&loan)
+    }
+
+    /// Several loans' stored chunks at once, in the order of `loans`, undecoded.
+    pub fn raw_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        self.backend.read_streams(loans)
     }
 
     /// Visit every loan's stored chunks in `loan_id` order, undecoded.

@@ -5,8 +5,10 @@
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, NewEvent, Payment};
 use arrears_core::{parse_event, validate::validate, Policy};
+use arrears_store::postgres::testing::TempDb;
 use arrears_store::{
-    AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, SledBackend, Store, StoreError,
+    chunk, AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, PostgresBackend, SealedBatch,
+    SealedLoan, SledBackend, Store, StoreError,
 };
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
@@ -102,6 +104,45 @@ impl Fixture for Sled {
         let mut bytes = v.to_vec();
         f(&mut bytes);
         tree.insert(k, bytes).unwrap();
+    }
+}
+
+/// Each test gets a new database on the test server (`$ARREARS_TEST_PG`, or the cluster of
+/// `scripts/postgres.sh start`), dropped afterwards.
+struct Postgres;
+impl Fixture for Postgres {
+    type B = PostgresBackend;
+    fn fresh() -> (Store<PostgresBackend>, Box<dyn std::any::Any>) {
+        let db = TempDb::new();
+        let s = Store::new(PostgresBackend::open(&db.url, Mode::Create).unwrap());
+        (s, Box::new(db))
+    }
+    fn reopen(
+        s: Store<PostgresBackend>,
+        keep: &dyn std::any::Any,
+    ) -> Option<Store<PostgresBackend>> {
+        drop(s);
+        let db = keep.downcast_ref::<TempDb>().unwrap();
+        Some(Store::new(
+            PostgresBackend::open(&db.url, Mode::Existing).unwrap(),
+        ))
+    }
+    fn tamper(s: &Store<PostgresBackend>, loan: &Uuid, i: usize, f: &mut dyn FnMut(&mut Vec<u8>)) {
+        let mut c = s.backend().conn().unwrap();
+        let row = c
+            .query_one(
+                "SELECT seq, chunk FROM arrears_events WHERE loan_id = $1 ORDER BY seq OFFSET $2 LIMIT 1",
+                &[loan, &(i as i64)],
+            )
+            .unwrap();
+        let seq: i64 = row.get(0);
+        let mut bytes: Vec<u8> = row.get(1);
+        f(&mut bytes);
+        c.execute(
+            "UPDATE arrears_events SET chunk = $3 WHERE loan_id = $1 AND seq = $2",
+            &[loan, &seq, &bytes],
+        )
+        .unwrap();
     }
 }
 
@@ -504,6 +545,86 @@ fn a_digest_beyond_the_log_does_not_verify<F: Fixture>() {
     );
 }
 
+/// A writer that sealed its batch before another writer's commit (it saw head 0; the store is
+/// at seq 1) is refused with `Raced`, and nothing of its batch is written. In one process the
+/// store's writer lock prevents this; across processes (PostgreSQL) the backend must.
+fn a_commit_from_a_stale_head_is_refused<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    let elsewhere = Store::new(MemoryBackend::new());
+    let ev = elsewhere
+        .append(vec![disbursed()], &mut OpenGate, now())
+        .unwrap()
+        .remove(0)
+        .event;
+    let stale = SealedBatch {
+        loans: vec![SealedLoan {
+            loan: loan(),
+            prev_seq: 0,
+            bodies: chunk::encode_events(std::slice::from_ref(&ev)),
+            head: chunk::head_of(&ev),
+            events: vec![ev.clone()],
+        }],
+        runs: vec![(loan(), 1, 1)],
+        ids: vec![(ev.event_id, loan(), 1)],
+    };
+    stale.assert_sealed();
+    let e = s.backend().commit(&stale).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Raced { loan: l } if l == loan()),
+        "{e:?}"
+    );
+    assert_eq!(s.log_len().unwrap(), 1);
+    assert_eq!(s.stream(loan(), None).unwrap().len(), 1);
+    assert_eq!(s.verify().unwrap(), None);
+}
+
+/// A large batch (a backend may stream it while it is sealed) is stored whole; a large batch
+/// whose last event is refused writes nothing, and the store takes the next batch.
+fn a_large_batch_is_all_or_nothing<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    let loans: Vec<Uuid> = (0..400).map(|i| Uuid::from_u128(0x5000 + i)).collect();
+    let mut batch: Vec<NewEvent> = Vec::new();
+    for l in &loans {
+        batch.push(disbursed_for(*l));
+        for _ in 0..4 {
+            let mut p = pay("");
+            p.loan_id = *l;
+            batch.push(p);
+        }
+    }
+    let mut bad = ev(&format!(
+        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
+    ));
+    bad.loan_id = loans[7];
+    let mut refused = batch.clone();
+    refused.push(bad);
+    let e = s
+        .append(refused, &mut RejectAmount("66.00"), now())
+        .unwrap_err();
+    assert_eq!(e.index(), Some(2000), "{e:?}");
+    assert_eq!(s.log_len().unwrap(), 0);
+    assert!(s.heads().unwrap().is_empty());
+    let out = s.append(batch, &mut OpenGate, now()).unwrap();
+    assert_eq!(out.len(), 2000);
+    assert_eq!(s.log_len().unwrap(), 2000);
+    assert_eq!(s.heads().unwrap().len(), 400);
+    assert_eq!(s.stream(loans[399], None).unwrap().len(), 5);
+    assert_eq!(s.verify().unwrap(), None);
+    // Appending it again: every event is already stored.
+    let mut again: Vec<NewEvent> = Vec::new();
+    for a in &out {
+        let mut n = pay("");
+        n.loan_id = a.event.loan_id;
+        n.event_id = Some(a.event.event_id);
+        n.body = a.event.body.clone();
+        again.push(n);
+    }
+    let out = s.append(again, &mut OpenGate, now()).unwrap();
+    assert!(out.iter().all(|a| a.existed));
+    assert_eq!(s.log_len().unwrap(), 2000);
+}
+
 macro_rules! backend_suite {
     ($module:ident, $fixture:ty) => {
         mod $module {
@@ -545,6 +666,14 @@ macro_rules! backend_suite {
                 tampering_is_detected::<$fixture>()
             }
             #[test]
+            fn large_batch() {
+                a_large_batch_is_all_or_nothing::<$fixture>()
+            }
+            #[test]
+            fn stale_commit_is_raced() {
+                a_commit_from_a_stale_head_is_refused::<$fixture>()
+            }
+            #[test]
             fn digest_beyond_the_log() {
                 a_digest_beyond_the_log_does_not_verify::<$fixture>()
             }
@@ -554,8 +683,14 @@ macro_rules! backend_suite {
 
 backend_suite!(memory, Memory);
 backend_suite!(sled, Sled);
+backend_suite!(postgres, Postgres);
 
 #[test]
 fn sled_finds_an_event_id_under_another_loan_after_a_reopen() {
     an_event_id_stored_under_another_loan_is_found::<Sled>()
+}
+
+#[test]
+fn postgres_finds_an_event_id_under_another_loan_after_a_reopen() {
+    an_event_id_stored_under_another_loan_is_found::<Postgres>()
 }
