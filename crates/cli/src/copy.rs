@@ -3,7 +3,7 @@
 //!
 //! The global log is copied window by window in log order: each window of the source's log is
 //! one [`SealedBatch`] of the events it lists, committed to the destination through
-//! [`Backend::commit`] exactly as stored — ids, seqs, `recorded_at`, `prev_hash` and `hash`
+//! [`Backend::commit`] (or streamed, [`Backend::begin`]) exactly as stored — ids, seqs, `recorded_at`, `prev_hash` and `hash`
 //! untouched, no gate, no re-sealing. The destination must be empty, so every event lands at
 //! the log position it had: `digest` is equal, and a digest taken of the source at any earlier
 //! position still checks (`verify --digest`) on the copy. Each copied event's hash is
@@ -103,6 +103,8 @@ pub fn copy(
             }
         }
         let raws = src.raw_streams(&order)?;
+        // A server destination stores the window's events while the rest are decoded and checked.
+        let mut streaming = dst.backend().begin(entries.len())?;
         let mut batch = SealedBatch {
             loans: Vec::with_capacity(order.len()),
             runs,
@@ -124,6 +126,7 @@ pub fn copy(
                 1 => GENESIS,
                 s => stream[s as usize - 2].hash,
             };
+            let mut bodies = Vec::with_capacity(events.len() * 200);
             for ev in &events {
                 if ev.prev_hash != prev || compute_hash(ev) != ev.hash {
                     return Err(Failure::Other(format!(
@@ -134,19 +137,27 @@ pub fn copy(
                 }
                 prev = ev.hash;
                 batch.ids.push((ev.event_id, *loan, ev.seq));
+                let at = bodies.len();
+                chunk::encode_event(ev, &mut bodies);
+                if let Some(s) = streaming.as_mut() {
+                    s.event(ev, &bodies[at..])?;
+                }
             }
             loans_seen.insert(*loan);
             let head = chunk::head_of(events.last().expect("a window lists at least one seq"));
             batch.loans.push(SealedLoan {
                 loan: *loan,
                 prev_seq: first - 1,
-                bodies: chunk::encode_events(&events),
+                bodies,
                 events,
                 head,
             });
         }
         batch.assert_sealed();
-        dst.backend().commit(&batch)?;
+        match streaming {
+            Some(s) => s.commit(&batch)?,
+            None => dst.backend().commit(&batch)?,
+        }
         dst.backend().sync()?;
         position += entries.len() as u64;
         progress(position - 1, total);

@@ -60,9 +60,9 @@ fn acknowledged(out: &Output) -> Vec<Uuid> {
         .collect()
 }
 
-/// Every stored event: loan → event ids in seq order.
+/// Every stored event: loan → event ids in seq order (none before the first append).
 fn stored(db: &TempDb) -> BTreeMap<Uuid, Vec<Uuid>> {
-    let s = Store::new(PostgresBackend::open(&db.url, Mode::Existing).unwrap());
+    let s = Store::new(PostgresBackend::open(&db.url, Mode::Create).unwrap());
     let mut out = BTreeMap::new();
     s.for_each_stream(&mut |loan, evs| {
         out.insert(loan, evs.iter().map(|e| e.event_id).collect());
@@ -455,4 +455,74 @@ fn copy_reads_a_format_1_store() {
     let out = arrears(&pg, &["digest"], "");
     assert_eq!(text(&out.stdout).trim(), mem.digest().unwrap());
     assert!(arrears(&pg, &["verify"], "").status.success());
+}
+
+/// SIGKILL during a PostgreSQL append: the server rolls the open transaction back, so every
+/// batch is wholly stored or absent, every event the killed process acknowledged (printed after
+/// COMMIT) is stored, and `verify` passes. Kills land at spread-out moments of one long append,
+/// resumed each time with `--skip-lines`.
+#[test]
+fn killed_appends_leave_whole_batches_and_keep_acknowledged_events() {
+    use std::io::{BufRead, BufReader};
+    let db = TempDb::new();
+    let url = db.url.expose().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book.jsonl");
+    let out = Command::new(BIN)
+        .args([
+            "generate", "--loans", "1500", "--seed", "5", "--days", "90", "--out",
+        ])
+        .arg(&book)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = std::fs::read_to_string(&book).unwrap().lines().count();
+    const BATCH: usize = 100;
+    let mut acked: Vec<Uuid> = Vec::new();
+    let mut kills = 0;
+    for round in 0..40u64 {
+        // Resume from what is stored (every batch is whole, so it is a multiple of BATCH).
+        let stored: usize = stored(&db).values().map(|v| v.len()).sum();
+        if stored == lines {
+            break;
+        }
+        assert_eq!(stored % BATCH, 0, "a partial batch is stored: {stored}");
+        let mut child = Command::new(BIN)
+            .args(["--store", &url, "append", "--batch", &BATCH.to_string()])
+            .args(["--skip-lines", &stored.to_string()])
+            .arg(&book)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        // Spread the kills over the append: 20 ms to ~270 ms in.
+        std::thread::sleep(std::time::Duration::from_millis(20 + (round * 53) % 250));
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        for l in reader.join().unwrap() {
+            let v: serde_json::Value = match serde_json::from_str(&l) {
+                Ok(v) => v,
+                Err(_) => continue, // a line cut by the kill acknowledges nothing
+            };
+            acked.push(v["event_id"].as_str().unwrap().parse().unwrap());
+        }
+    }
+    assert!(kills >= 3, "the kills landed during appends: {kills}");
+    let all: std::collections::HashSet<Uuid> = stored(&db).into_values().flatten().collect();
+    assert_eq!(all.len(), lines, "the whole book is stored once in the end");
+    for id in &acked {
+        assert!(all.contains(id), "acknowledged {id} is stored");
+    }
+    let out = arrears(&url, &["verify"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
