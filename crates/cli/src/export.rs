@@ -97,14 +97,21 @@ pub fn write_other(
     events: bool,
     as_of: chrono::NaiveDate,
     terminal: bool,
-    mut out: Box<dyn std::io::Write + Send>,
+    out: &dyn Fn() -> Result<Box<dyn std::io::Write + Send>, crate::ledger::Failure>,
 ) -> Result<(), crate::ledger::Failure> {
     use crate::parquet_export as pq;
-    if kind == Other::Parquet && terminal {
-        return Err(crate::ledger::Failure::Input(
-            "--format parquet: pass --out FILE (Parquet is binary)".into(),
-        ));
+    if kind == Other::Parquet {
+        if !pq::AVAILABLE {
+            // Said before the output file is created.
+            return pq::export_events(ledger, std::io::sink()).map(|_| ());
+        }
+        if terminal {
+            return Err(crate::ledger::Failure::Input(
+                "--format parquet: pass --out FILE (Parquet is binary)".into(),
+            ));
+        }
     }
+    let mut out = out()?;
     match (kind, events) {
         (Other::Jsonl, true) => events_jsonl(ledger, &mut out)?,
         (Other::Parquet, true) => out = pq::export_events(ledger, out)?,

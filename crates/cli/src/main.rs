@@ -786,8 +786,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
             let terminal = out.is_none() && io::stdout().is_terminal();
-            let w = writer(out.as_ref())?;
-            arrears_cli::export::write_other(&open()?, kind, events, as_of, terminal, w)?;
+            let w = || writer(out.as_ref());
+            arrears_cli::export::write_other(&open()?, kind, events, as_of, terminal, &w)?;
         }
         Cmd::Project {
             files,
