@@ -52,7 +52,7 @@ def project_partition(as_of, binary):
                     out.write(json_line.encode("utf-8"))
                     out.write(b"\n")
                 out.close()
-            except BaseException as e:  # surfaced below, after the process ends
+            except BaseException as e:  # reported below, once the process has ended
                 failed.append(e)
                 try:
                     proc.stdin.close()
@@ -72,12 +72,12 @@ def project_partition(as_of, binary):
         code = proc.wait()
         drain.join()
         stderr = b"".join(errors).decode("utf-8", "replace").strip()
-        if code != 0 or (failed and not isinstance(failed[0], BrokenPipeError)):
-            raise RuntimeError(
-                f"arrears project exited {code}: {stderr or failed[0] if failed else stderr}"
-            )
+        if code != 0:
+            # The message names the line, loan and seq (exit 2) or the I/O failure (exit 1).
+            raise RuntimeError(f"arrears project exited {code}: {stderr}")
         if failed:
-            raise failed[0]
+            # The process ended well but did not take all of its input (or feeding it failed).
+            raise RuntimeError(f"feeding arrears project failed: {failed[0]!r}")
 
     return run
 
@@ -97,7 +97,7 @@ def main(argv):
         "--partitions",
         type=int,
         default=0,
-        help="loan partitions (default: 4 per core of the cluster)",
+        help="loan partitions (default: 4 per core of the cluster; spark.sh passes 8)",
     )
     args = p.parse_args(argv)
 

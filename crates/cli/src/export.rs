@@ -79,3 +79,50 @@ pub fn events_jsonl(
         &mut |text| Ok(out.write_all(text.as_bytes())?),
     )
 }
+
+/// The exports besides CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Other {
+    /// JSON lines: `replay`'s §7 lines, or with `events` the stored events.
+    Jsonl,
+    /// Parquet (`crate::parquet_export`).
+    Parquet,
+}
+
+/// `export --format jsonl|parquet [--events]`: projections as of `as_of`, or every stored event.
+/// Parquet is refused when `out` is a terminal.
+pub fn write_other(
+    ledger: &crate::ledger::Ledger,
+    kind: Other,
+    events: bool,
+    as_of: chrono::NaiveDate,
+    terminal: bool,
+    out: &dyn Fn() -> Result<Box<dyn std::io::Write + Send>, crate::ledger::Failure>,
+) -> Result<(), crate::ledger::Failure> {
+    use crate::parquet_export as pq;
+    if kind == Other::Parquet {
+        if !pq::AVAILABLE {
+            // Said before the output file is created.
+            return pq::export_events(ledger, std::io::sink()).map(|_| ());
+        }
+        if terminal {
+            return Err(crate::ledger::Failure::Input(
+                "--format parquet: pass --out FILE (Parquet is binary)".into(),
+            ));
+        }
+    }
+    let mut out = out()?;
+    match (kind, events) {
+        (Other::Jsonl, true) => events_jsonl(ledger, &mut out)?,
+        (Other::Parquet, true) => out = pq::export_events(ledger, out)?,
+        (Other::Jsonl, false) => {
+            ledger.replay_all(as_of, None, false, true, &|_| {}, &mut |_, json| {
+                out.write_all(json.unwrap_or_default().as_bytes())?;
+                out.write_all(b"\n")?;
+                Ok(())
+            })?;
+        }
+        (Other::Parquet, false) => out = pq::export_projections(ledger, as_of, out)?,
+    }
+    Ok(out.flush()?)
+}

@@ -945,43 +945,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             events,
         } => {
-            use arrears_cli::parquet_export as pq;
+            use arrears_cli::export::Other;
+            let kind = match format {
+                ExportFormat::Csv => {
+                    return Err(Failure::Input(
+                        "--events: use --format parquet or --format jsonl".into(),
+                    ))
+                }
+                ExportFormat::Jsonl => Other::Jsonl,
+                ExportFormat::Parquet => Other::Parquet,
+            };
             if events && as_of.is_some() {
                 return Err(Failure::Input(
                     "--as-of: export --events writes every stored event; it takes no date".into(),
                 ));
             }
-            if matches!(format, ExportFormat::Parquet)
-                && out.is_none()
-                && io::stdout().is_terminal()
-            {
-                return Err(Failure::Input(
-                    "--format parquet: pass --out FILE (Parquet is binary)".into(),
-                ));
-            }
-            let ledger = open()?;
-            let mut w = writer(out.as_ref())?;
-            match (format, events) {
-                (ExportFormat::Csv, _) => {
-                    return Err(Failure::Input(
-                        "--events: use --format parquet or --format jsonl".into(),
-                    ))
-                }
-                (ExportFormat::Jsonl, true) => arrears_cli::export::events_jsonl(&ledger, &mut w)?,
-                (ExportFormat::Parquet, true) => w = pq::export_events(&ledger, w)?,
-                (ExportFormat::Jsonl, false) => {
-                    let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
-                    ledger.replay_all(as_of, None, false, true, &|_| {}, &mut |_, json| {
-                        writeln!(w, "{}", json.unwrap_or_default())?;
-                        Ok(())
-                    })?;
-                }
-                (ExportFormat::Parquet, false) => {
-                    let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
-                    w = pq::export_projections(&ledger, as_of, w)?;
-                }
-            }
-            w.flush()?;
+            let as_of = date_arg("as-of", as_of.as_deref(), &policy)?;
+            let terminal = out.is_none() && io::stdout().is_terminal();
+            let w = || writer(out.as_ref());
+            arrears_cli::export::write_other(&open()?, kind, events, as_of, terminal, &w)?;
         }
         Cmd::Project {
             files,

@@ -42,6 +42,9 @@ use arrears_projection::{replay, Projection};
 use crate::export::HEADER;
 use crate::ledger::{Failure, Ledger};
 
+/// This build writes and reads Parquet (the `parquet` feature is on).
+pub const AVAILABLE: bool = true;
+
 /// Rows per record batch handed to the writer.
 pub const BATCH_ROWS: usize = 8192;
 /// Rows per Parquet row group (a reader such as Spark splits its work by row groups).

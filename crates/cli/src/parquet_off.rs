@@ -8,6 +8,9 @@ use chrono::NaiveDate;
 
 use crate::ledger::{Failure, Ledger};
 
+/// This build has no Parquet support.
+pub const AVAILABLE: bool = false;
+
 fn off() -> Failure {
     Failure::Other(
         "this arrears was built without Parquet support (cargo feature `parquet` of arrears-cli)"

@@ -1,7 +1,7 @@
 //! The Parquet exports read back by another implementation (pyarrow, Arrow C++) with the exact
 //! values: every projection column against `replay`'s §7 line, every event column against the
-//! stored event. Needs a Python with pyarrow (`$ARREARS_PYTHON`, else `python3`); `.ci/run`
-//! installs it.
+//! stored event. Needs a Python with pyarrow: `$ARREARS_PYTHON` (set by `.ci/run`), else
+//! `python3` if it has pyarrow, else the venv of `scale/install.sh`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,8 +42,28 @@ for batch in t.to_batches():
         out.write(json.dumps({k: conv(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
 "#;
 
+/// `$ARREARS_PYTHON`, else `python3` if it has pyarrow, else the venv `scale/install.sh` keeps
+/// (installing it if missing, as the Spark test does).
 fn python() -> String {
-    std::env::var("ARREARS_PYTHON").unwrap_or_else(|_| "python3".into())
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("ARREARS_PYTHON") {
+                return p;
+            }
+            let has_pyarrow = Command::new("python3")
+                .args(["-c", "import pyarrow"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if has_pyarrow {
+                return "python3".into();
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scale/install.sh");
+            let o = Command::new("bash").arg(script).output().unwrap();
+            assert!(o.status.success(), "scale/install.sh: {}", err(&o));
+            format!("{}/bin/python", out(&o).trim())
+        })
+        .clone()
 }
 
 /// (schema, rows) of a Parquet file as pyarrow reads it.
