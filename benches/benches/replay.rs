@@ -1,4 +1,6 @@
 //! replay_full: every loan from the store to one as-of date, JSON lines out, on 1 and 2 threads.
+//! replay_floor: the same scan and decode of every event with no projection (1 thread), the
+//! floor replay is measured against.
 //! reproject_snapshots: every loan from its stored snapshot to a new as-of date.
 
 use arrears_benches::*;
@@ -44,6 +46,25 @@ fn replay(c: &mut Criterion) {
     });
     g.bench_function(format!("{n}_loans_2_threads"), |b| {
         b.iter(|| run(2, false, as_of))
+    });
+    g.finish();
+
+    // The floor: scan and decode every stored event, no fold, no projection, no output.
+    let mut g = c.benchmark_group("replay_floor");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(summary.events));
+    g.bench_function(format!("{n}_loans_scan_decode_1_thread"), |b| {
+        b.iter(|| {
+            let mut events = 0u64;
+            ledger
+                .store()
+                .for_each_stream(&mut |_, evs| {
+                    events += evs.len() as u64;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(events, summary.events);
+        })
     });
     g.finish();
 
