@@ -134,6 +134,9 @@ pub struct Summary {
     pub events: u64,
     pub by_stage: std::collections::BTreeMap<&'static str, u64>,
     pub outstanding: rust_decimal::Decimal,
+    /// Σ outstanding penalty: what is owed.
+    pub penalty_owed: rust_decimal::Decimal,
+    /// Σ penalty ever accrued (paid and waived included).
     pub penalty_accrued: rust_decimal::Decimal,
     pub from_snapshots: u64,
 }
@@ -144,6 +147,7 @@ impl Summary {
         self.events += events;
         *self.by_stage.entry(p.stage.as_str()).or_default() += 1;
         self.outstanding += p.outstanding.total;
+        self.penalty_owed += p.outstanding.penalty;
         self.penalty_accrued += p.penalty_accrued;
     }
 }

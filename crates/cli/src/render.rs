@@ -226,8 +226,21 @@ pub fn summary_table(sum: &Summary, elapsed: std::time::Duration) -> String {
     if sum.from_snapshots > 0 {
         let _ = writeln!(s, "from snapshots {:>11}", sum.from_snapshots);
     }
-    let _ = writeln!(s, "outstanding {:>14}", fmt_amount(sum.outstanding));
-    let _ = writeln!(s, "penalty     {:>14}", fmt_amount(sum.penalty_accrued));
+    let _ = writeln!(
+        s,
+        "outstanding {:>14}  (total owed)",
+        fmt_amount(sum.outstanding)
+    );
+    let _ = writeln!(
+        s,
+        "  penalty   {:>14}  (penalty owed)",
+        fmt_amount(sum.penalty_owed)
+    );
+    let _ = writeln!(
+        s,
+        "accrued     {:>14}  (all penalty ever accrued, paid and waived included)",
+        fmt_amount(sum.penalty_accrued)
+    );
     let _ = writeln!(s, "by stage:");
     for st in arrears_projection::Stage::ALL {
         if let Some(n) = sum.by_stage.get(st.as_str()) {
