@@ -12,7 +12,7 @@
 
 use chrono::Days;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
@@ -71,26 +71,20 @@ pub(crate) fn add_days(d: Date, n: u32) -> Date {
 
 /// The state of an installment at the end of day `from`, and on every day after it until the
 /// next entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayState {
-    #[serde(with = "arrears_core::money::compact::date")]
     pub from: Date,
     /// The due date in force.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
     /// Unpaid principal, plus unpaid interest when the loan compounds: what B counts.
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub base: Decimal,
     /// Anything unpaid at all (principal or interest), whatever `compound` says.
     pub unpaid: bool,
     /// Unpaid principal (the cost cap's principal-days, docs/rules.md §R5).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
     /// Scheduled interest (after waivers) and interest paid: the interest charged on day x is
     /// `interest` once x ≥ `due_on`, `paid_interest` before.
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_interest: Decimal,
 }
 
@@ -106,18 +100,13 @@ impl DayState {
 }
 
 /// One installment, as it stands after the events applied so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installment {
     pub n: u32,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_principal: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_interest: Decimal,
     /// Replaced by a restructure while fully unpaid: no longer part of the schedule.
     pub removed: bool,
@@ -187,21 +176,16 @@ impl Installment {
 }
 
 /// Penalty accrued, with the sum over days whose base can no longer change cached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Penalty {
     /// Σ round(B(x) × rate) for x < `final_upto` (penalty days ≤ `final_upto`).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub final_sum: Decimal,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub final_upto: Date,
     /// Principal-days Σ P(y) for y < `final_upto` (cost cap only).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub final_pd: Decimal,
     /// The penalty day the cost cap stopped accrual on, if within the final part.
     pub final_stopped: Option<Date>,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived: Decimal,
 }
 
@@ -226,67 +210,53 @@ pub struct Stretch {
 }
 
 /// What one payment paid of one installment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     pub n: u32,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
 }
 
 /// How one payment was allocated (SPEC §3), for the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     pub seq: u64,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub amount: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty: Decimal,
     /// What went to each installment, in the order paid.
     pub installments: Vec<Part>,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
 }
 
 /// A recorded `missed`, with the due date in force for its installment when it was observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissRecord {
     pub installment: u32,
     pub due_on: Option<Date>,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub observed_on: Date,
 }
 
 /// A counted extension and the stage the loan had at the end of the day before it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionRecord {
     pub seq: u64,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub agreed_on: Date,
     pub stage_before: Stage,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_penalty: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
 }
 
 /// A promise to pay (docs/rules.md §R3), and the payments counted towards it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromiseRecord {
     pub seq: u64,
     /// The contact's business date.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub made_on: Date,
     /// Promised by the end of this day.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub amount: Decimal,
     /// Payments dated `made_on ..= on` counted so far (until kept).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
     /// The day the counted payments reached `amount`.
     pub kept_on: Option<Date>,
@@ -329,25 +299,20 @@ impl PromiseRecord {
 }
 
 /// The folded state of one loan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
     pub loan_id: Uuid,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub disbursed_on: Date,
     pub currency: String,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
     pub grace_days: u32,
     pub compound: bool,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty_rate_daily: Decimal,
     /// The cost cap's annual rate when the policy stops penalty at the cap (docs/rules.md §R5).
     pub stop_at_cost_cap: Option<Decimal>,
     pub installments: Vec<Installment>,
     pub penalty: Penalty,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
     pub extensions: Vec<ExtensionRecord>,
     pub misses: Vec<MissRecord>,
