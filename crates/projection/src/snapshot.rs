@@ -191,10 +191,10 @@ impl Writer {
 
 struct Reader<'a>(&'a [u8]);
 
-type R<T> = Result<T, SnapshotError>;
+type Decoded<T> = Result<T, SnapshotError>;
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self, field: &'static str) -> R<u8> {
+    fn byte(&mut self, field: &'static str) -> Decoded<u8> {
         let (&b, rest) = self
             .0
             .split_first()
@@ -202,14 +202,14 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(b)
     }
-    fn bool(&mut self, field: &'static str) -> R<bool> {
+    fn bool(&mut self, field: &'static str) -> Decoded<bool> {
         match self.byte(field)? {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(SnapshotError::Invalid(field)),
         }
     }
-    fn uint(&mut self, field: &'static str, bits: u32) -> R<u128> {
+    fn uint(&mut self, field: &'static str, bits: u32) -> Decoded<u128> {
         let mut x: u128 = 0;
         let mut shift = 0u32;
         loop {
@@ -228,25 +228,25 @@ impl<'a> Reader<'a> {
         }
         Ok(x)
     }
-    fn u64(&mut self, field: &'static str) -> R<u64> {
+    fn u64(&mut self, field: &'static str) -> Decoded<u64> {
         Ok(self.uint(field, 64)? as u64)
     }
-    fn u32(&mut self, field: &'static str) -> R<u32> {
+    fn u32(&mut self, field: &'static str) -> Decoded<u32> {
         Ok(self.uint(field, 32)? as u32)
     }
     /// A list length, bounded by the bytes left (every item takes at least one byte).
-    fn len(&mut self, field: &'static str) -> R<usize> {
+    fn len(&mut self, field: &'static str) -> Decoded<usize> {
         let n = self.uint(field, 32)? as usize;
         if n > self.0.len() {
             return Err(SnapshotError::Truncated(field));
         }
         Ok(n)
     }
-    fn date(&mut self, field: &'static str) -> R<Date> {
+    fn date(&mut self, field: &'static str) -> Decoded<Date> {
         let n = self.uint(field, 31)? as i32;
         NaiveDate::from_num_days_from_ce_opt(n).ok_or(SnapshotError::Invalid(field))
     }
-    fn dec(&mut self, field: &'static str) -> R<Decimal> {
+    fn dec(&mut self, field: &'static str) -> Decoded<Decimal> {
         let head = self.byte(field)?;
         let (negative, scale) = (head & 0x80 != 0, (head & 0x7f) as u32);
         if scale > 28 {
@@ -261,27 +261,27 @@ impl<'a> Reader<'a> {
             scale,
         ))
     }
-    fn opt_date(&mut self, field: &'static str) -> R<Option<Date>> {
+    fn opt_date(&mut self, field: &'static str) -> Decoded<Option<Date>> {
         Ok(if self.bool(field)? {
             Some(self.date(field)?)
         } else {
             None
         })
     }
-    fn opt_dec(&mut self, field: &'static str) -> R<Option<Decimal>> {
+    fn opt_dec(&mut self, field: &'static str) -> Decoded<Option<Decimal>> {
         Ok(if self.bool(field)? {
             Some(self.dec(field)?)
         } else {
             None
         })
     }
-    fn str(&mut self, field: &'static str) -> R<String> {
+    fn str(&mut self, field: &'static str) -> Decoded<String> {
         let n = self.len(field)?;
         let (s, rest) = self.0.split_at(n);
         self.0 = rest;
         String::from_utf8(s.to_vec()).map_err(|_| SnapshotError::Invalid(field))
     }
-    fn stage(&mut self, field: &'static str) -> R<Stage> {
+    fn stage(&mut self, field: &'static str) -> Decoded<Stage> {
         let i = self.byte(field)?;
         Stage::ALL
             .get(i as usize)
@@ -291,8 +291,8 @@ impl<'a> Reader<'a> {
     fn list<T>(
         &mut self,
         field: &'static str,
-        mut item: impl FnMut(&mut Self) -> R<T>,
-    ) -> R<Vec<T>> {
+        mut item: impl FnMut(&mut Self) -> Decoded<T>,
+    ) -> Decoded<Vec<T>> {
         let n = self.len(field)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -384,7 +384,7 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
     w.u64(loan.cursor.1);
 }
 
-fn read_loan(r: &mut Reader) -> R<Loan> {
+fn read_loan(r: &mut Reader) -> Decoded<Loan> {
     let id: [u8; 16] =
         r.0.get(..16)
             .ok_or(SnapshotError::Truncated("loan_id"))?
