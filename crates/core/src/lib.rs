@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod codec;
+pub mod date;
 pub mod event;
 pub mod gate;
 pub mod money;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -369,21 +369,8 @@ impl Obj {
     }
 }
 
-/// Parse `YYYY-MM-DD` exactly: four-digit year 0001–9999, two-digit month and day.
-pub fn parse_date(s: &str) -> Option<Date> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape {
-        return None;
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    (d >= NaiveDate::from_ymd_opt(1, 1, 1)?).then_some(d)
-}
+/// Parse `YYYY-MM-DD` exactly (the date grammar lives in [`crate::date`]).
+pub use crate::date::parse as parse_date;
 
 /// Parse an RFC 3339 timestamp (any offset, stored as UTC, kept to the microsecond).
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {

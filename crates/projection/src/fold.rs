@@ -10,11 +10,11 @@
 //! day being accrued reaches `x + grace + 1`; [`Penalty`] caches the sum over final days and
 //! recomputes only the last `grace` days (≤ 30) when asked.
 
-use chrono::Days;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
+use arrears_core::date::{add_days, next_day, plus_days, prev_day, sub_days};
 use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
 use arrears_core::money::round_cents;
 
@@ -56,17 +56,6 @@ impl<T: Copy, const N: usize> Short<T, N> {
             &mut self.heap
         }
     }
-}
-
-/// One day after `d`.
-pub(crate) fn next_day(d: Date) -> Date {
-    d.checked_add_days(Days::new(1))
-        .expect("dates stay far below chrono's range")
-}
-
-pub(crate) fn add_days(d: Date, n: u32) -> Date {
-    d.checked_add_days(Days::new(n as u64))
-        .expect("dates stay far below chrono's range")
 }
 
 /// The state of an installment at the end of day `from`, and on every day after it until the
@@ -521,9 +510,7 @@ impl Loan {
                     emit(x0, x1, base, full);
                 }
                 Some(k) => {
-                    let stop_x = x0
-                        .checked_add_days(Days::new(k as u64 - 1))
-                        .expect("inside the stretch");
+                    let stop_x = plus_days(x0, k - 1);
                     if k > 1 {
                         st.pen += full * Decimal::from(k - 1);
                         emit(x0, stop_x, base, full);
@@ -542,8 +529,9 @@ impl Loan {
 
     /// The first day x whose B is still open to a retroactive default as seen on day `t`.
     fn open_from(&self, t: Date) -> Date {
-        let lag = chrono::Days::new(self.grace_days as u64);
-        t.checked_sub_days(lag).unwrap_or(t).max(self.disbursed_on)
+        sub_days(t, self.grace_days)
+            .unwrap_or(t)
+            .max(self.disbursed_on)
     }
 
     /// Principal-days Σ P(y) over days y in `[disbursed_on, t)` (docs/rules.md §R5), over the
@@ -714,7 +702,7 @@ impl Loan {
             // A contact moves no money; a promise to pay is recorded.
             Body::Contact(c) => {
                 if let Some(p) = &c.promise {
-                    let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+                    let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
                     // Payments of the same day applied before it count too.
                     let paid: Decimal = self
                         .allocations
@@ -797,7 +785,7 @@ impl Loan {
 
     fn apply_extension(&mut self, seq: u64, x: &Extension, policy: &arrears_core::Policy) {
         let day = x.agreed_on;
-        let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+        let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
         // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).
         let unpaid_penalty =
             (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);

@@ -13,7 +13,7 @@
 //! scale and sign are kept exactly (output depends on scale); options as a 0/1 byte then the
 //! value; strings as a varint length then UTF-8. Decoding allocates only the loan's own lists.
 
-use chrono::{Datelike, NaiveDate};
+use arrears_core::date::{days_from_ce, from_days_from_ce};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -151,7 +151,7 @@ impl Writer {
     fn date(&mut self, d: Date) {
         // Days from 0001-01-01 are positive for every date the ledger accepts; a date before
         // it is refused by the wire grammar, so the value is never negative here.
-        self.uint(d.num_days_from_ce().max(0) as u128);
+        self.uint(days_from_ce(d).max(0) as u128);
     }
     fn dec(&mut self, d: Decimal) {
         self.0
@@ -244,7 +244,7 @@ impl<'a> Reader<'a> {
     }
     fn date(&mut self, field: &'static str) -> Decoded<Date> {
         let n = self.uint(field, 31)? as i32;
-        NaiveDate::from_num_days_from_ce_opt(n).ok_or(SnapshotError::Invalid(field))
+        from_days_from_ce(n).ok_or(SnapshotError::Invalid(field))
     }
     fn dec(&mut self, field: &'static str) -> Decoded<Decimal> {
         let head = self.byte(field)?;

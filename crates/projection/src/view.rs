@@ -7,9 +7,10 @@ use uuid::Uuid;
 use arrears_core::event::{fmt_timestamp, Date, Timestamp};
 use arrears_core::Policy;
 
-use crate::fold::{add_days, Loan};
+use crate::fold::Loan;
 use crate::json;
 use crate::stage::{self, Stage, StageInput};
+use arrears_core::date::add_days;
 
 use arrears_core::money::amount_str::serialize as amt;
 
