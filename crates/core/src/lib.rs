@@ -9,6 +9,7 @@ pub mod codec;
 pub mod date;
 pub mod event;
 pub mod gate;
+pub mod id;
 pub mod money;
 pub mod parse;
 pub mod policy;
