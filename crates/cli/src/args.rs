@@ -111,6 +111,19 @@ pub struct Query {
     pub known_at: Option<Timestamp>,
 }
 
+/// A computation over every loan: the query, where its lines go, and on how many threads.
+#[derive(Args, Clone, Debug)]
+pub struct Batch {
+    #[command(flatten)]
+    pub query: Query,
+    /// Write to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
 /// The one loan a command is about (a positional argument).
 #[derive(Args, Clone, Copy, Debug)]
 pub struct LoanArg {
@@ -148,10 +161,10 @@ pub fn value_error(e: &clap::Error) -> Option<String> {
     let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
         return None;
     };
-    // clap names an option `--as-of <DATE>` and a positional `<LOAN>`.
+    // clap names an option `--as-of <DATE>`, a positional `<LOAN>` (`[LOAN]` when optional).
     let name = match arg.split_once(' ') {
         Some((long, _)) if long.starts_with("--") => long,
-        _ => arg.trim_start_matches('<').trim_end_matches('>'),
+        _ => arg.trim_matches(['<', '>', '[', ']']),
     };
     if !TYPED.contains(&name) {
         return None;
@@ -195,7 +208,8 @@ pub enum Cmd {
     /// The audit trail: every penalty accrual stretch and every payment's allocation.
     ///
     /// Example: arrears explain 6f1c2a0e-… --as-of 2024-06-29
-    Explain(ExplainArgs),
+    #[command(mut_arg("json", |a| a.help("JSON instead of tables")))]
+    Explain(ShowArgs),
     /// Batch recomputation: every loan's projection as JSON lines, sorted by loan_id.
     ///
     /// Output is byte-identical across runs and across --jobs values. A summary goes to stderr.
@@ -326,6 +340,7 @@ pub struct CopyArgs {
     pub to: String,
 }
 
+/// One loan as of a query: `show` and `explain` (which words its `--json` help its own way).
 #[derive(Args)]
 pub struct ShowArgs {
     #[command(flatten)]
@@ -338,26 +353,9 @@ pub struct ShowArgs {
 }
 
 #[derive(Args)]
-pub struct ExplainArgs {
-    #[command(flatten)]
-    pub loan: LoanArg,
-    #[command(flatten)]
-    pub query: Query,
-    /// JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
-    pub query: Query,
-    /// Write to this file instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
+    pub run: Batch,
     /// Reuse stored snapshots for loans without new events (and refresh stale ones).
     #[arg(long)]
     pub incremental: bool,
@@ -422,13 +420,7 @@ pub struct ProjectArgs {
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: arrears_cli::project::InputFormat,
     #[command(flatten)]
-    pub query: Query,
-    /// Write to this file instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
+    pub run: Batch,
     /// Accept stored events in any order, loans interleaved (reads the whole input first).
     #[arg(long)]
     pub any_order: bool,
@@ -552,6 +544,49 @@ pub struct ServeArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    fn refused(argv: &[&str]) -> Option<String> {
+        let e = Cli::try_parse_from(argv).err().expect("refused");
+        value_error(&e)
+    }
+
+    /// A refused date, time or loan id is named as the commands named it before clap parsed
+    /// them; clap's own errors (a bad number, a missing value) are left to clap.
+    #[test]
+    fn typed_values_are_refused_naming_the_option() {
+        let loan = "0f000000-0000-4000-8000-000000000001";
+        for (argv, want) in [
+            (
+                &["arrears", "show", loan, "--as-of", "2024-13-01"][..],
+                Some("--as-of: `2024-13-01` is not a date (YYYY-MM-DD)"),
+            ),
+            (
+                &["arrears", "replay", "--known-at", "noon"],
+                Some("--known-at: `noon` is not an RFC 3339 timestamp"),
+            ),
+            (
+                &["arrears", "portfolio", "--vs", "May"],
+                Some("--vs: `May` is not a date (YYYY-MM-DD)"),
+            ),
+            (
+                &["arrears", "generate", "--loans", "1", "--start", "x"],
+                Some("--start: `x` is not a date (YYYY-MM-DD)"),
+            ),
+            (
+                &["arrears", "explain", "nope"],
+                Some("LOAN: `nope` is not a UUID"),
+            ),
+            (
+                &["arrears", "compliance", "nope"],
+                Some("LOAN: `nope` is not a UUID"),
+            ),
+            (&["arrears", "--wait", "abc", "digest"], None),
+            (&["arrears", "replay", "--jobs", "x"], None),
+            (&["arrears", "show", loan, "--as-of"], None),
+        ] {
+            assert_eq!(refused(argv).as_deref(), want, "{argv:?}");
+        }
+    }
 
     /// Help that teaches: every option and argument of every command says what it is, and every
     /// command that does something shows an example.

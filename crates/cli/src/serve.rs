@@ -598,7 +598,7 @@ async fn serve(ledger: Arc<Ledger>, listen: &str) -> Result<(), Failure> {
                 _ = int.recv() => {},
             }
             eprintln!("arrears serve: second signal: exiting now (acknowledged writes are stored)");
-            std::process::exit(130);
+            std::process::exit(crate::exit::INTERRUPTED);
         });
     };
     let server = axum::serve(listener, router(ledger)).with_graceful_shutdown(stop);

@@ -7,14 +7,14 @@ use super::{writer, Bars, Ctx};
 use crate::args::ReplayArgs;
 
 pub fn run(args: ReplayArgs, ctx: &Ctx) -> Result<(), Failure> {
-    let as_of = args.query.as_of.or_today(&ctx.policy);
+    let as_of = args.run.query.as_of.or_today(&ctx.policy);
     let ledger = ctx.open()?;
-    let mut w = writer(args.out.as_ref())?;
+    let mut w = writer(args.run.out.as_ref())?;
     let (summary, took) = ledger.replay_to(
         as_of,
-        args.query.known_at,
+        args.run.query.known_at,
         args.incremental,
-        args.jobs,
+        args.run.jobs,
         &Bars::new(),
         &mut w,
     )?;

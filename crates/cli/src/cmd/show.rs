@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use super::Ctx;
-use crate::args::{ExplainArgs, LoanArg, Query, ShowArgs};
+use crate::args::{LoanArg, Query, ShowArgs};
 
 pub fn show(args: ShowArgs, ctx: &Ctx) -> Result<(), Failure> {
     one_loan(args.loan, args.query, ctx, Ledger::show, |p| {
@@ -19,7 +19,7 @@ pub fn show(args: ShowArgs, ctx: &Ctx) -> Result<(), Failure> {
     })
 }
 
-pub fn explain(args: ExplainArgs, ctx: &Ctx) -> Result<(), Failure> {
+pub fn explain(args: ShowArgs, ctx: &Ctx) -> Result<(), Failure> {
     one_loan(
         args.loan,
         args.query,
