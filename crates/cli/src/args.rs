@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::{NaiveDate, Utc};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 use arrears_core::event::Timestamp;
@@ -78,6 +78,54 @@ pub enum ExportFormat {
     Jsonl,
     /// Typed columns (decimals, dates, UTC timestamps); needs --out or a pipe.
     Parquet,
+}
+
+/// The global options each command ignores: accepted anywhere as before (`arrears --store DIR
+/// generate` still parses), but left out of that command's help, man page and completions.
+const IGNORED: [(&str, &[&str]); 7] = [
+    ("generate", &["store", "wait", "tz"]),
+    ("project", &["store", "wait"]),
+    ("copy", &["store", "policy", "tz"]),
+    ("upgrade", &["wait", "policy", "tz"]),
+    ("reference", &["store", "wait", "policy", "tz"]),
+    ("completions", &["store", "wait", "policy", "tz"]),
+    ("man", &["store", "wait", "policy", "tz"]),
+];
+
+/// The command line: [`Cli`]'s definition, with each global option a command ignores hidden
+/// from it. clap propagates a global option to every subcommand unless the subcommand has an
+/// option of that id already, so those commands get a hidden copy; its value still lands in the
+/// one `Cli` field, from wherever it was given.
+pub fn command() -> clap::Command {
+    let cli = Cli::command();
+    let globals: Vec<clap::Arg> = cli
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    // `mut_subcommand` moves the command it changes to the end: going through all of them in
+    // order keeps the order (completions list them that way).
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    names.iter().fold(cli, |cli, name| {
+        let ids = IGNORED
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[][..], |(_, ids)| *ids);
+        cli.mut_subcommand(name, |sub| {
+            globals
+                .iter()
+                .filter(|g| ids.contains(&g.get_id().as_str()))
+                .fold(sub, |sub, g| sub.arg(g.clone().global(false).hide(true)))
+        })
+    })
+}
+
+/// Parse the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    Cli::from_arg_matches(&command().try_get_matches()?)
 }
 
 /// The business date a read is for: `--as-of`, flattened into every command that takes one.
@@ -543,10 +591,9 @@ pub struct ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn refused(argv: &[&str]) -> Option<String> {
-        let e = Cli::try_parse_from(argv).err().expect("refused");
+        let e = command().try_get_matches_from(argv).err().expect("refused");
         value_error(&e)
     }
 
@@ -588,11 +635,34 @@ mod tests {
         }
     }
 
+    /// A global option a command ignores is out of its help, but still accepted before or
+    /// after the command's name, its value in `Cli` either way.
+    #[test]
+    fn ignored_global_options_are_hidden_but_accepted() {
+        let mut cli = command();
+        cli.build();
+        let shown = |sub: &str, id: &str| {
+            let sub = cli.find_subcommand(sub).expect("a command");
+            let arg = sub.get_arguments().find(|a| a.get_id() == id);
+            arg.is_some_and(|a| !a.is_hide_set())
+        };
+        assert!(!shown("generate", "store") && shown("generate", "policy"));
+        assert!(!shown("man", "tz") && !shown("copy", "store") && shown("copy", "wait"));
+        assert!(shown("show", "store") && shown("upgrade", "store") && !shown("upgrade", "wait"));
+        for argv in [
+            &["arrears", "--store", "x.db", "generate", "--loans", "1"][..],
+            &["arrears", "generate", "--loans", "1", "--store", "x.db"],
+        ] {
+            let parsed = Cli::from_arg_matches(&command().try_get_matches_from(argv).unwrap());
+            assert_eq!(parsed.unwrap().store, "x.db", "{argv:?}");
+        }
+    }
+
     /// Help that teaches: every option and argument of every command says what it is, and every
     /// command that does something shows an example.
     #[test]
     fn every_option_is_described_and_every_command_has_an_example() {
-        let cli = Cli::command();
+        let cli = command();
         cli.clone().debug_assert();
         for arg in cli.get_arguments() {
             assert!(arg.get_help().is_some(), "global --{}", arg.get_id());

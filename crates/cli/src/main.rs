@@ -5,8 +5,6 @@
 mod args;
 mod cmd;
 
-use clap::Parser;
-
 use arrears_cli::exit;
 use arrears_cli::ledger::Failure;
 
@@ -16,7 +14,7 @@ use arrears_cli::ledger::Failure;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = match args::Cli::try_parse() {
+    let cli = match args::parse() {
         Ok(cli) => cli,
         Err(e) => match args::value_error(&e) {
             Some(why) => fail(&Failure::Input(why)),

@@ -2,13 +2,11 @@
 
 use std::io;
 
-use clap::CommandFactory;
-
 use arrears_cli::ledger::Failure;
 use arrears_cli::reference;
 use arrears_core::Policy;
 
-use crate::args::{Cli, CompletionsArgs, ReferenceArgs, Topic};
+use crate::args::{self, CompletionsArgs, ReferenceArgs, Topic};
 
 pub fn reference(args: ReferenceArgs) -> Result<(), Failure> {
     let page = match args.topic {
@@ -22,7 +20,7 @@ pub fn reference(args: ReferenceArgs) -> Result<(), Failure> {
 pub fn completions(args: CompletionsArgs) -> Result<(), Failure> {
     clap_complete::generate(
         args.shell,
-        &mut Cli::command(),
+        &mut args::command(),
         "arrears",
         &mut io::stdout(),
     );
@@ -30,6 +28,6 @@ pub fn completions(args: CompletionsArgs) -> Result<(), Failure> {
 }
 
 pub fn man() -> Result<(), Failure> {
-    clap_mangen::Man::new(Cli::command()).render(&mut io::stdout())?;
+    clap_mangen::Man::new(args::command()).render(&mut io::stdout())?;
     Ok(())
 }
