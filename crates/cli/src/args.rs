@@ -593,7 +593,7 @@ mod tests {
     use super::*;
 
     fn refused(argv: &[&str]) -> Option<String> {
-        let e = command().try_get_matches_from(argv).err().expect("refused");
+        let e = command().try_get_matches_from(argv).expect_err("refused");
         value_error(&e)
     }
 
