@@ -269,6 +269,10 @@ pub enum Cmd {
     /// Running it twice for the same date adds nothing the second time.
     ///
     /// Example (cron, after midnight Beijing time): arrears sweep
+    #[command(mut_arg("as_of", |a| a.help(
+        "The business date observed (YYYY-MM-DD); default today in the policy's time zone, so \
+         a sweep run from cron after midnight Beijing time sweeps the Beijing date",
+    )))]
     Sweep(SweepArgs),
     /// Re-check every hash chain, seq and head; exit 1 naming the first broken event.
     ///
@@ -411,10 +415,8 @@ pub struct ReplayArgs {
 
 #[derive(Args)]
 pub struct SweepArgs {
-    /// The business date observed (YYYY-MM-DD); default today in the policy's time zone,
-    /// so a sweep run from cron after midnight Beijing time sweeps the Beijing date.
-    #[arg(long, value_name = "DATE", value_parser = date)]
-    pub as_of: Option<NaiveDate>,
+    #[command(flatten)]
+    pub as_of: AsOf,
 }
 
 #[derive(Args)]

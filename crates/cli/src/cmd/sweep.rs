@@ -10,9 +10,7 @@ use super::{writer, Ctx};
 use crate::args::SweepArgs;
 
 pub fn run(args: SweepArgs, ctx: &Ctx) -> Result<(), Failure> {
-    let as_of = args
-        .as_of
-        .unwrap_or_else(|| ctx.policy.business_date(Utc::now()));
+    let as_of = args.as_of.or_today(&ctx.policy);
     let stored = ctx.open()?.sweep(as_of, Utc::now())?;
     let mut out = writer(None)?;
     for a in &stored {
