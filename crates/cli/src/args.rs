@@ -2,8 +2,8 @@
 //! values. Dates, timestamps and loan ids are parsed here, by clap value parsers over
 //! `arrears_core::parse`, so the commands receive a `NaiveDate`, a `Timestamp` or a `Uuid`; a bad
 //! value is refused before anything runs, naming the option (exit 2, see [`value_error`]).
-//! Options with the same meaning are one group ([`Query`], [`AsOf`], [`LoanArg`]), flattened
-//! into each command that takes them.
+//! Options with the same meaning are one group ([`Query`], [`AsOf`], [`LoanArg`], [`Batch`]),
+//! flattened into each command that takes them.
 
 use std::path::PathBuf;
 
