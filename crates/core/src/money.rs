@@ -134,8 +134,8 @@ pub fn parse_rate(s: &str) -> Result<Decimal, NumberError> {
 }
 
 /// Format an amount with exactly two decimals (`"7.60"`).
-pub fn fmt_amount(d: Decimal) -> String {
-    let mut d = d;
+pub fn fmt_amount(d: impl Into<Decimal>) -> String {
+    let mut d: Decimal = d.into();
     d.rescale(2);
     d.to_string()
 }
@@ -167,6 +167,15 @@ pub struct Money(Decimal);
 impl Money {
     pub const ZERO: Money = Money(Decimal::from_parts(0, 0, 0, false, 2));
 
+    /// An amount the ledger already holds in cents (scale ≤ 2, from the amount grammar or a
+    /// rounding), at exactly scale 2. Not a rounding: digits beyond cents are a bug
+    /// (debug-asserted); use [`Money::round`] to round.
+    pub fn new(d: Decimal) -> Money {
+        let mut m = d;
+        m.rescale(2);
+        debug_assert_eq!(m, d, "{d} is not a whole number of cents");
+        Money(m)
+    }
     /// `cents` / 100.
     pub fn from_cents(cents: i64) -> Money {
         Money(Decimal::new(cents, 2))
