@@ -165,7 +165,7 @@ fn stage_colour(s: Stage) -> &'static str {
     }
 }
 
-fn amt(d: Decimal) -> String {
+fn amt(d: impl Into<Decimal>) -> String {
     fmt_amount(d)
 }
 
