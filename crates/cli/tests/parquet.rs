@@ -11,7 +11,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use arrears_testkit::{err, generate, out, run};
+use arrears_testkit::{err, generate, out, run, success};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
@@ -93,8 +93,7 @@ fn dump(file: &Path) -> (Value, Vec<Value>) {
 }
 
 fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", err(&o));
-    out(&o)
+    success(&o)
 }
 
 /// A loan with the widest values the parser accepts: 16-digit amount, an 18-digit rate, a

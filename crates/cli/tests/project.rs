@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use arrears_testkit::{err, generate, out, run};
+use arrears_testkit::{err, generate, out, run, success};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
@@ -13,17 +13,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 fn project(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut all = vec!["project"];
     all.extend_from_slice(args);
-    run(BIN, &dir.join("no-store"), &all, stdin)
+    run(BIN, dir.join("no-store"), &all, stdin)
 }
 
 fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        err(&o)
-    );
-    out(&o)
+    success(&o)
 }
 
 /// A generated book appended to a store in `dir`; returns (store, book).
