@@ -11,7 +11,7 @@ use std::path::Path;
 use arrears_cli::ledger::{AppendOptions, Ledger};
 use arrears_core::parse::{parse_date, parse_timestamp};
 use arrears_core::Policy;
-use arrears_testkit::fixtures::{check_all, clock, read_expected, workspace_dir, write_expected};
+use arrears_testkit::fixtures::{check_all, clock, finish, read_expected, workspace_dir};
 
 fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
     let store = tempfile::tempdir().unwrap();
@@ -56,15 +56,7 @@ fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
         }
         actual.push(got);
     }
-    if regen {
-        write_expected(&expected_path, &actual)?;
-        return Ok(expected.len());
-    }
-    if diffs.is_empty() {
-        Ok(expected.len())
-    } else {
-        Err(diffs.join("\n"))
-    }
+    finish(&expected_path, &actual, &diffs, regen)
 }
 
 #[test]

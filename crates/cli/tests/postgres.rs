@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Output, Stdio};
 
 use arrears_store::postgres::testing::TempDb;
+use arrears_store::testing::write_sled_format1;
 use arrears_store::{Mode, PostgresBackend, Store};
 use arrears_testkit::{command, disbursed, generate_to, run};
 use uuid::Uuid;
@@ -360,41 +361,6 @@ fn copy_sled_to_postgres_to_a_new_sled_keeps_everything() {
     assert_eq!(ok(arrears(&pg, &["digest"], "")), digest);
 }
 
-/// Write `streams` (one loan's events each) as a sled store of the old on-disk format 1:
-/// encoding-2 chunks, `h` heads, an `i` id index, one `l` log run per loan.
-fn write_format1(path: &std::path::Path, streams: &[Vec<arrears_core::event::Event>]) {
-    let db = sled::open(path).unwrap();
-    let t = db.open_tree("arrears").unwrap();
-    t.insert(b"mformat", &1u32.to_be_bytes()).unwrap();
-    let mut pos = 1u64;
-    for evs in streams {
-        let loan = evs[0].loan_id;
-        let mut chunk2 = vec![2u8];
-        chunk2.extend_from_slice(&arrears_store::chunk::encode_events(evs));
-        let cat = |parts: &[&[u8]]| parts.concat();
-        let (l, last) = (loan.as_bytes(), evs.last().unwrap());
-        t.insert(cat(&[b"e", l, &1u64.to_be_bytes()]), chunk2)
-            .unwrap();
-        let head = cat(&[
-            &last.seq.to_be_bytes(),
-            &last.hash.0,
-            &last.recorded_at.timestamp_micros().to_be_bytes(),
-        ]);
-        t.insert(cat(&[b"h", l]), head).unwrap();
-        for e in evs {
-            t.insert(
-                cat(&[b"i", e.event_id.as_bytes()]),
-                cat(&[l, &e.seq.to_be_bytes()]),
-            )
-            .unwrap();
-        }
-        let run = cat(&[l, &1u64.to_be_bytes(), &(evs.len() as u32).to_be_bytes()]);
-        t.insert(cat(&[b"l", &pos.to_be_bytes()]), run).unwrap();
-        pos += evs.len() as u64;
-    }
-    db.flush().unwrap();
-}
-
 /// `copy` is also the way off an old on-disk format: a format-1 sled store (which this build
 /// opens only to read) is copied to PostgreSQL with the same digest.
 #[test]
@@ -420,7 +386,7 @@ fn copy_reads_a_format_1_store() {
     }
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.db");
-    write_format1(&old, &streams);
+    write_sled_format1(&old, &streams);
     let old = old.display().to_string();
     let out = arrears(&old, &["digest"], "");
     assert_eq!(out.status.code(), Some(1));

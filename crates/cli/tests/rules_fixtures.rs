@@ -23,7 +23,7 @@ use arrears_core::parse::parse_date;
 use arrears_core::validate::validate;
 use arrears_core::{parse_event, Policy};
 use arrears_projection::DecideGate;
-use arrears_testkit::fixtures::{check_all, clock, read_expected, workspace_dir, write_expected};
+use arrears_testkit::fixtures::{check_all, clock, finish, read_expected, workspace_dir};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -128,12 +128,7 @@ fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
         }
         q[key] = got;
     }
-    if regen {
-        write_expected(&path, &queries)?;
-    } else if !diffs.is_empty() {
-        return Err(diffs.join("\n"));
-    }
-    Ok(queries.len())
+    finish(&path, &queries, &diffs, regen)
 }
 
 #[test]

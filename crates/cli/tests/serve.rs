@@ -59,6 +59,12 @@ impl Server {
         request(&self.addr, "POST", path, body.as_bytes())
     }
 
+    /// How many events `GET /loans/LOAN/events` lists.
+    fn stored_events(&self, loan: &str) -> usize {
+        let events = self.get(&format!("/loans/{loan}/events")).json();
+        events.as_array().unwrap().len()
+    }
+
     /// SIGTERM, then wait for the exit: (exit code, standard error).
     fn terminate(mut self) -> (Option<i32>, String) {
         signal(self.child.id(), "TERM");
@@ -310,14 +316,7 @@ fn errors_are_json_with_status_codes_and_the_cli_messages() {
     let (status, kind, msg) = srv.post("/events", &early).error();
     assert_eq!((status, kind.as_str()), (400, "rejected_input"));
     assert!(msg.starts_with("line 2: "), "{msg}");
-    assert_eq!(
-        srv.get(&format!("/loans/{loan}/events"))
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(srv.stored_events(loan), 1);
     // A seq conflict is 409.
     let (status, kind, msg) = srv
         .post(
@@ -462,14 +461,7 @@ fn a_re_post_is_idempotent_and_sigterm_loses_no_acknowledged_write() {
     let b = srv.post("/events", &first);
     assert_eq!(b.status, 200, "all already stored");
     assert_eq!(a.body, b.body, "a re-POST returns the stored events");
-    assert_eq!(
-        srv.get(&format!("/loans/{loan}/events"))
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(srv.stored_events(loan), 2);
 
     // A client keeps posting payments (each with its own event_id) and records what was
     // acknowledged; after 30 acknowledgements the server gets SIGTERM while it goes on.

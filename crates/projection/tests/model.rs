@@ -282,6 +282,28 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
     history
 }
 
+/// The stream projected on the spec's as-of day (`as_of_offset` days after the first event).
+fn at_spec_as_of(spec: &Spec, events: &[Event], policy: &Policy) -> arrears_projection::Projection {
+    replay(
+        events,
+        plus(events[0].business_date(), spec.as_of_offset),
+        None,
+        policy,
+    )
+    .unwrap()
+}
+
+/// The first `n` specs of the deterministic runner (the same on every run) and their streams,
+/// the empty streams left out.
+fn streams(n: usize, policy: &Policy) -> impl Iterator<Item = (Spec, Vec<Event>)> + '_ {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    (0..n).filter_map(move |_| {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, policy);
+        (!events.is_empty()).then_some((spec, events))
+    })
+}
+
 fn dec(v: &serde_json::Value, path: &[&str]) -> Decimal {
     let mut x = v;
     for p in path {
@@ -471,13 +493,7 @@ proptest! {
 #[test]
 fn snapshot_projection_equals_full_replay() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..200 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (_, events) in streams(200, &policy) {
         let snap = arrears_projection::Snapshot::build(&events, &policy).unwrap();
         let decoded = arrears_projection::Snapshot::decode(&snap.encode()).unwrap();
         assert_eq!(decoded, snap);
@@ -536,13 +552,7 @@ fn streams_cover_the_interesting_cases() {
             }
             last = last.max(e.business_date());
         }
-        let p = replay(
-            &events,
-            plus(events[0].business_date(), spec.as_of_offset),
-            None,
-            &policy,
-        )
-        .unwrap();
+        let p = at_spec_as_of(&spec, &events, &policy);
         if !p.penalty_accrued.is_zero() {
             penalty += 1;
             if spec.grace > 0 {
@@ -607,15 +617,9 @@ fn long_schedules_match_reference() {
 #[test]
 fn streams_break_every_collection_rule() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut contacts = 0;
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (_, events) in streams(400, &policy) {
         contacts += events
             .iter()
             .filter(|e| matches!(e.body, Body::Contact(_)))
@@ -627,22 +631,10 @@ fn streams_break_every_collection_rule() {
     }
     eprintln!("contacts {contacts}, findings {seen:?}");
     // Promises to pay: kept, open and broken ones, and broken ones escalating without extension.
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut status: std::collections::BTreeMap<String, usize> = Default::default();
     let mut escalated_by_promise_alone = 0;
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
-        let p = replay(
-            &events,
-            plus(events[0].business_date(), spec.as_of_offset),
-            None,
-            &policy,
-        )
-        .unwrap();
+    for (spec, events) in streams(400, &policy) {
+        let p = at_spec_as_of(&spec, &events, &policy);
         if let Some(pr) = &p.promise {
             *status.entry(format!("{:?}", pr.status)).or_default() += 1;
             if p.broken_promise && p.extensions == 0 {
@@ -683,14 +675,8 @@ fn streams_reach_the_cost_cap() {
     };
     capped.cost_cap.stop_penalty = true;
     capped.cost_cap.annual_rate = "0.18".parse().unwrap();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let (mut stopped, mut partial) = (0, 0);
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &plain);
-        if events.is_empty() {
-            continue;
-        }
+    for (spec, events) in streams(400, &plain) {
         let as_of = plus(events[0].business_date(), spec.as_of_offset);
         let a = fold(&events, as_of, None, &plain).unwrap();
         let b = fold(&events, as_of, None, &capped).unwrap();
@@ -714,13 +700,7 @@ fn streams_reach_the_cost_cap() {
 #[test]
 fn cost_measure_matches_its_definition_day_by_day() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..200 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (spec, events) in streams(200, &policy) {
         let on = events[0].business_date();
         let as_of = plus(on, spec.as_of_offset);
         let loan = fold(&events, as_of, None, &policy).unwrap();

@@ -5,6 +5,7 @@
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, NewEvent, Payment};
 use arrears_store::postgres::testing::TempDb;
+use arrears_store::testing::log_entries;
 use arrears_store::{
     chunk, AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, PostgresBackend, SealedBatch,
     SealedLoan, SledBackend, Store, StoreError,
@@ -180,12 +181,7 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
     )
     .unwrap();
     s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
-    let log: Vec<(u64, Uuid, u64)> = s
-        .log(1, 10)
-        .unwrap()
-        .iter()
-        .map(|e| (e.position, e.loan_id, e.seq))
-        .collect();
+    let log = log_entries(&s, 10);
     assert_eq!(
         log,
         vec![
@@ -308,9 +304,9 @@ fn same_event_id_is_idempotent_and_other_content_is_refused<F: Fixture>() {
     assert_eq!(s.stream(loan(), None).unwrap().len(), 3);
 }
 
-fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
-    let (s, keep) = F::fresh();
-    let id = "11111111-2222-4333-8444-777777777777";
+/// The suite's loan and another one disbursed, then a payment with event id `id` on the suite's
+/// loan. Returns the other loan.
+fn paid_with_id_beside_another_loan<B: Backend>(s: &Store<B>, id: &str) -> Uuid {
     let other = Uuid::from_u128(9);
     s.append(
         vec![disbursed(), disbursed_for(other)],
@@ -324,6 +320,13 @@ fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
         store_now(),
     )
     .unwrap();
+    other
+}
+
+fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
+    let (s, keep) = F::fresh();
+    let id = "11111111-2222-4333-8444-777777777777";
+    let other = paid_with_id_beside_another_loan(&s, id);
     let s = F::reopen(s, keep.as_ref()).unwrap_or_else(|| {
         // Memory: nothing to reopen; make a new handle-less check on the same store.
         unreachable!()
@@ -345,19 +348,7 @@ fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
 fn an_event_id_under_another_loan_is_found_in_the_same_process<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let id = "11111111-2222-4333-8444-888888888888";
-    let other = Uuid::from_u128(9);
-    s.append(
-        vec![disbursed(), disbursed_for(other)],
-        &mut OpenGate,
-        store_now(),
-    )
-    .unwrap();
-    s.append(
-        vec![pay(&format!(r#","event_id":"{id}""#))],
-        &mut OpenGate,
-        store_now(),
-    )
-    .unwrap();
+    let other = paid_with_id_beside_another_loan(&s, id);
     let mut reused = pay(&format!(r#","event_id":"{id}""#));
     reused.loan_id = other;
     let e = s

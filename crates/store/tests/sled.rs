@@ -5,6 +5,7 @@
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Event, NewEvent};
 use arrears_store::sled_backend::{fingerprint, upgrade, FORMAT_VERSION, SEGMENT_LIMIT};
+use arrears_store::testing::{log_entries, write_sled_format1};
 use arrears_store::{chunk, Mode, OpenGate, SledBackend, Store, StoreError};
 use arrears_testkit::events::event;
 use arrears_testkit::{payment, store_now, temp_store};
@@ -212,46 +213,6 @@ fn a_second_open_of_a_held_store_fails_at_once_naming_the_holder() {
     );
 }
 
-/// Write `events` (one loan's stream each, in order) as a format-1 store: encoding-2 chunks
-/// (one per loan), `h` heads, an `i` id index value per event, one `l` log run per loan.
-fn write_format1(path: &Path, streams: &[Vec<Event>]) {
-    let db = sled::open(path).unwrap();
-    let t = db.open_tree("arrears").unwrap();
-    t.insert(b"mformat", &1u32.to_be_bytes()).unwrap();
-    let mut pos = 1u64;
-    for evs in streams {
-        let loan = evs[0].loan_id;
-        let mut chunk2 = vec![2u8];
-        chunk2.extend_from_slice(&chunk::encode_events(evs));
-        let mut k = vec![b'e'];
-        k.extend_from_slice(loan.as_bytes());
-        k.extend_from_slice(&1u64.to_be_bytes());
-        t.insert(k, chunk2).unwrap();
-        let last = evs.last().unwrap();
-        let mut h = last.seq.to_be_bytes().to_vec();
-        h.extend_from_slice(&last.hash.0);
-        h.extend_from_slice(&last.recorded_at.timestamp_micros().to_be_bytes());
-        let mut hk = vec![b'h'];
-        hk.extend_from_slice(loan.as_bytes());
-        t.insert(hk, h).unwrap();
-        for e in evs {
-            let mut ik = vec![b'i'];
-            ik.extend_from_slice(e.event_id.as_bytes());
-            let mut iv = loan.as_bytes().to_vec();
-            iv.extend_from_slice(&e.seq.to_be_bytes());
-            t.insert(ik, iv).unwrap();
-        }
-        let mut lk = vec![b'l'];
-        lk.extend_from_slice(&pos.to_be_bytes());
-        let mut lv = loan.as_bytes().to_vec();
-        lv.extend_from_slice(&1u64.to_be_bytes());
-        lv.extend_from_slice(&(evs.len() as u32).to_be_bytes());
-        t.insert(lk, lv).unwrap();
-        pos += evs.len() as u64;
-    }
-    db.flush().unwrap();
-}
-
 #[test]
 fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,7 +229,7 @@ fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
         .unwrap();
     let streams = vec![mem.stream(a, None).unwrap(), mem.stream(b, None).unwrap()];
     let path = dir.path().join("db");
-    write_format1(&path, &streams);
+    write_sled_format1(&path, &streams);
     assert!(matches!(
         existing(&path).err().unwrap(),
         StoreError::FormatTooOld { found: 1, .. }
@@ -283,12 +244,7 @@ fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
     assert_eq!(s.stream(b, None).unwrap(), streams[1]);
     // The log keeps its positions (a's two events, then b's); the digest is the same as the
     // same streams give in any store.
-    let log: Vec<(u64, Uuid, u64)> = s
-        .log(1, 10)
-        .unwrap()
-        .iter()
-        .map(|e| (e.position, e.loan_id, e.seq))
-        .collect();
+    let log = log_entries(&s, 10);
     assert_eq!(log, vec![(1, a, 1), (2, a, 2), (3, b, 1)]);
     assert_eq!(s.digest().unwrap(), mem.digest().unwrap());
     // Ids stay idempotent after the upgrade, within and across loans.

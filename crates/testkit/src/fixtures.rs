@@ -79,3 +79,19 @@ pub fn read_expected(path: &Path) -> Result<Vec<serde_json::Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("expected.json: {e}"))
 }
+
+/// The end of a case: with `regen`, `answers` are written to `path`; otherwise any `diffs` fail
+/// the case. The number of queries checked.
+pub fn finish(
+    path: &Path,
+    answers: &[serde_json::Value],
+    diffs: &[String],
+    regen: bool,
+) -> Result<usize, String> {
+    if regen {
+        write_expected(path, answers)?;
+    } else if !diffs.is_empty() {
+        return Err(diffs.join("\n"));
+    }
+    Ok(answers.len())
+}

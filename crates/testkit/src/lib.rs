@@ -14,8 +14,8 @@ pub mod events;
 
 pub use lines::{disbursed, payment, Disbursed, BULLET_TERMS};
 pub use process::{
-    book, booked, command, err, generate, generate_to, ok, out, run, signal, squash, success,
-    temp_store,
+    book, booked, command, err, export_events_parquet, export_parquet, exported_events, generate,
+    generate_to, ok, out, run, signal, squash, success, temp_store,
 };
 
 use chrono::{DateTime, TimeZone, Utc};

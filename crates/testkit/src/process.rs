@@ -115,3 +115,29 @@ pub fn signal(pid: u32, sig: &str) {
         .unwrap();
     assert!(st.success(), "kill -{sig} {pid}");
 }
+
+/// `export --events --format jsonl`: every stored event as a JSON line (must succeed).
+pub fn exported_events(bin: &str, store: &Path) -> String {
+    ok(
+        bin,
+        store,
+        &["export", "--events", "--format", "jsonl"],
+        None,
+    )
+}
+
+/// `export --events --format parquet --out FILE` (must succeed).
+pub fn export_events_parquet(bin: &str, store: &Path, file: &Path) {
+    let file = file.to_str().expect("a UTF-8 path");
+    let args = ["export", "--events", "--format", "parquet", "--out", file];
+    ok(bin, store, &args, None);
+}
+
+/// `export --format parquet --as-of DATE --out FILE`: the projections (must succeed).
+pub fn export_parquet(bin: &str, store: &Path, as_of: &str, file: &Path) {
+    let file = file.to_str().expect("a UTF-8 path");
+    let args = [
+        "export", "--format", "parquet", "--as-of", as_of, "--out", file,
+    ];
+    ok(bin, store, &args, None);
+}
