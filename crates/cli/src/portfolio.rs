@@ -80,6 +80,13 @@ fn fmt_known_at(t: Option<Timestamp>) -> String {
         .unwrap_or_else(|| "now (latest)".into())
 }
 
+/// ` as known at T` for a table's title, or nothing.
+fn known_at_suffix(known_at: Option<Timestamp>) -> String {
+    known_at
+        .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
+        .unwrap_or_default()
+}
+
 fn stage_index(s: Stage) -> usize {
     Stage::ALL
         .iter()
@@ -343,10 +350,7 @@ impl Portfolio {
     /// A readable table: one block per grouping, each closed by its total line.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let known = self
-            .known_at
-            .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
-            .unwrap_or_default();
+        let known = known_at_suffix(self.known_at);
         let _ = writeln!(
             s,
             "portfolio as of {}{}  (policy {})",
@@ -661,10 +665,7 @@ impl RollRates {
     /// row's principal as a percentage (`-` where no loan moved).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let known = self
-            .known_at
-            .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
-            .unwrap_or_default();
+        let known = known_at_suffix(self.known_at);
         let _ = writeln!(
             s,
             "roll rates from {} to {}{}  (share of principal outstanding at {})",

@@ -282,6 +282,36 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
     history
 }
 
+/// The spec's as-of day and `known_at` pick, and the closed form's §7 object there (as JSON, to
+/// compare with the naive reference's).
+fn closed_form(
+    spec: &Spec,
+    events: &[Event],
+    policy: &Policy,
+) -> (
+    NaiveDate,
+    Option<chrono::DateTime<Utc>>,
+    Option<serde_json::Value>,
+) {
+    let as_of = plus(events[0].business_date(), spec.as_of_offset);
+    let known_at = spec
+        .known_at_pick
+        .and_then(|i| events.get(i))
+        .map(|e| e.recorded_at);
+    let fast = replay(events, as_of, known_at, policy)
+        .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+    (as_of, known_at, fast)
+}
+
+/// The stream as JSON lines, for a failing case's message.
+fn lines_of(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| e.to_json())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The stream projected on the spec's as-of day (`as_of_offset` days after the first event).
 fn at_spec_as_of(spec: &Spec, events: &[Event], policy: &Policy) -> arrears_projection::Projection {
     replay(
@@ -320,12 +350,9 @@ proptest! {
         let policy = Policy::default();
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
-        let on = events[0].business_date();
-        let as_of = plus(on, spec.as_of_offset);
-        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
-        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
         let naive = reference::project(&events, as_of, known_at, &policy.name);
-        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+        prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
         if let Some(p) = fast {
             // Identities: paid + outstanding + waived = charged, per component.
             let inst_principal: Decimal = p["installments"].as_array().unwrap().iter().map(|i| dec(i, &["principal"])).sum();
@@ -469,12 +496,9 @@ proptest! {
         policy.cost_cap.annual_rate = ["0", "0.05", "0.18", "0.24"][cap_idx].parse().unwrap();
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
-        let on = events[0].business_date();
-        let as_of = plus(on, spec.as_of_offset);
-        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
-        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
         let naive = reference::project_capped(&events, as_of, known_at, &policy.name, Some(policy.cost_cap.annual_rate));
-        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+        prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
     }
 
     #[test]
