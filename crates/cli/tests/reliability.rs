@@ -8,7 +8,7 @@ use arrears_cli::ledger::{parse_line, AppendOptions, AppendReport, Failure, Ledg
 use arrears_core::chain::compute_hash;
 use arrears_core::Policy;
 use arrears_store::{chunk, AppendError};
-use arrears_testkit::{command, err, now, temp_store, Disbursed};
+use arrears_testkit::{command, err, now, payment, temp_store, Disbursed};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -66,10 +66,17 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
                 for k in 0..40 {
                     let loan = &loans[(t + k) % loans.len()];
                     let head = l.store().stream(loan.parse().unwrap(), None).unwrap().len() as u64;
-                    let line = format!(r#"{{"loan_id":"{loan}","type":"payment","on":"2024-01-15","amount":"0.01","seq":{}}}"#, head + 1);
+                    let line = payment(
+                        loan,
+                        "2024-01-15",
+                        "0.01",
+                        &format!(r#","seq":{}"#, head + 1),
+                    );
                     match l.append(vec![parse_line(&line, 1, &p).unwrap()], now()) {
                         Ok(_) => won += 1,
-                        Err(AppendError::Conflict { expected, head: h, .. }) => {
+                        Err(AppendError::Conflict {
+                            expected, head: h, ..
+                        }) => {
                             assert_eq!(expected, head + 1);
                             assert!(h > head, "a conflict means someone else appended");
                             lost += 1;

@@ -274,8 +274,11 @@ fn same_event_id_is_idempotent_and_other_content_is_refused<F: Fixture>() {
         .unwrap();
     assert!(again[0].existed);
     // Other content: refused.
-    let other = event(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"11.00","event_id":"{id}"}}"#
+    let other = event(&payment(
+        LOAN,
+        "2024-02-05",
+        "11.00",
+        &format!(r#","event_id":"{id}""#),
     ));
     let e = s.append(vec![other], &mut OpenGate, later).unwrap_err();
     assert!(matches!(e, AppendError::EventIdReused { .. }), "{e:?}");
@@ -331,8 +334,11 @@ fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
         // Memory: nothing to reopen; make a new handle-less check on the same store.
         unreachable!()
     });
-    let mut reused = event(&format!(
-        r#"{{"loan_id":"{other}","type":"payment","on":"2024-02-05","amount":"10.00","event_id":"{id}"}}"#
+    let mut reused = event(&payment(
+        other,
+        "2024-02-05",
+        "10.00",
+        &format!(r#","event_id":"{id}""#),
     ));
     reused.loan_id = other;
     let e = s
@@ -433,9 +439,7 @@ impl Gate for RejectAmount {
 fn a_batch_with_one_bad_event_writes_nothing<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let other_loan = Uuid::from_u128(9);
-    let bad = event(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
-    ));
+    let bad = event(&payment(LOAN, "2024-02-05", "66.00", ""));
     let e = s
         .append(
             vec![
@@ -585,9 +589,7 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
             batch.push(p);
         }
     }
-    let mut bad = event(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
-    ));
+    let mut bad = event(&payment(LOAN, "2024-02-05", "66.00", ""));
     bad.loan_id = loans[7];
     let mut refused = batch.clone();
     refused.push(bad);
