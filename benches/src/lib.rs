@@ -12,6 +12,12 @@ use arrears_core::event::NewEvent;
 use arrears_core::Policy;
 use chrono::{NaiveDate, TimeZone, Utc};
 
+// The benchmarks measure the library as the `arrears` binary runs it, with the binary's
+// allocator (crates/cli/src/main.rs): the projection allocates many small, short-lived objects,
+// and glibc malloc would add a cost the product never pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// True under `cargo bench`; false when `cargo test` smoke-runs the bench binary.
 pub fn full() -> bool {
     std::env::args().any(|a| a == "--bench")

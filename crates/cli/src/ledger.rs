@@ -38,13 +38,25 @@ pub enum Failure {
     Interrupted(String),
 }
 
+/// The process exit codes of `arrears` (and of a signal handler that ends it).
+pub mod exit {
+    /// Success (also a reader that went away: `| head`).
+    pub const SUCCESS: i32 = 0;
+    /// Any failure other than rejected input: storage, I/O, a broken chain.
+    pub const FAILURE: i32 = 1;
+    /// Rejected input; the message names the line or field.
+    pub const REJECTED: i32 = 2;
+    /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it).
+    pub const INTERRUPTED: i32 = 130;
+}
+
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Input(_) => 2,
-            Failure::Other(_) => 1,
-            Failure::BrokenPipe => 0,
-            Failure::Interrupted(_) => 130,
+            Failure::Input(_) => exit::REJECTED,
+            Failure::Other(_) => exit::FAILURE,
+            Failure::BrokenPipe => exit::SUCCESS,
+            Failure::Interrupted(_) => exit::INTERRUPTED,
         }
     }
 }

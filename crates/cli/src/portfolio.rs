@@ -527,6 +527,11 @@ impl RollRates {
         })
     }
 
+    /// The dates it is for: D0, D, and what was known.
+    pub fn dates(&self) -> (Date, Date, Option<Timestamp>) {
+        (self.from, self.to, self.known_at)
+    }
+
     /// Add one loan: its projection as of D0 and as of D. Call it for every loan that has a
     /// projection as of D0 (those are the loans disbursed on or before D0). Returns whether the
     /// loan counted: `false` when it is settled at D0 (left out by SPEC §10). On error nothing is

@@ -48,13 +48,13 @@ use chrono::{NaiveDate, Utc};
 use rayon::prelude::*;
 use uuid::Uuid;
 
-use arrears_core::event::{fmt_timestamp, NewEvent, Timestamp};
+use arrears_core::event::{NewEvent, Timestamp};
 use arrears_core::parse::{parse_date, parse_timestamp};
 use arrears_projection::decide::Rejection;
 use arrears_store::{AppendError, StoreError};
 
 use crate::ledger::{append_failure, parse_line, Failure, Ledger, MAX_ATOMIC_EVENTS};
-use crate::portfolio::{LoanFilter, Portfolio, RollRates};
+use crate::portfolio::{LoanFilter, RollRates};
 
 /// How long a stop waits for the requests in flight (reads, or a client still sending its
 /// request) before closing their connections.
@@ -344,7 +344,7 @@ pub fn append_body(ledger: &Ledger, body: &[u8]) -> Result<(bool, String), ApiEr
                 AppendError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
                 _ => (StatusCode::BAD_REQUEST, "rejected_input"),
             };
-            let message = append_failure(e, &line_nos, &ledger.store().describe()).to_string();
+            let message = append_failure(e, &line_nos, &ledger.describe()).to_string();
             Err(ApiError::new(status, kind, message))
         }
     }
@@ -393,19 +393,8 @@ async fn loan_events(
     let loan = loan_id(&id)?;
     let known_at = q.known_at()?;
     let ledger = app.ledger.clone();
-    let events = blocking(move || ledger.events(loan, known_at).map_err(ApiError::storage)).await?;
-    if events.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "loan {loan} has no stored events{}",
-                known_at
-                    .map(|t| format!(" recorded by {}", fmt_timestamp(&t)))
-                    .unwrap_or_default()
-            ),
-        ));
-    }
+    let events =
+        blocking(move || ledger.stored_events(loan, known_at).map_err(ApiError::read)).await?;
     let jsons: Vec<String> = events.iter().map(|e| e.to_json()).collect();
     Ok(json(
         StatusCode::OK,
@@ -459,16 +448,12 @@ async fn loans(State(app): State<App>, q: RawQuery) -> Result<Response, ApiError
     let ledger = app.ledger.clone();
     let body = blocking(move || {
         let mut body = String::from("[");
-        let mut listed = 0usize;
         ledger
-            .replay_all(as_of, known_at, false, true, &|_| {}, &mut |p, line| {
-                if filter.is_full(listed) || !filter.matches(p) {
-                    return Ok(());
-                }
-                if listed > 0 {
+            .list_loans(as_of, known_at, &filter, true, &mut |_, line| {
+                // Past the `[`: an earlier loan was listed (a §7 line is never empty).
+                if body.len() > 1 {
                     body.push(',');
                 }
-                listed += 1;
                 body.push_str(line.unwrap_or_default());
                 Ok(())
             })
@@ -485,31 +470,18 @@ async fn portfolio(State(app): State<App>, q: RawQuery) -> Result<Response, ApiE
     let (as_of, known_at) = (q.date("as_of", &app.ledger)?, q.known_at()?);
     let vs = q.get("vs").map(|_| q.date("vs", &app.ledger)).transpose()?;
     let ledger = app.ledger.clone();
-    let body = blocking(move || {
-        let bad = |e: crate::portfolio::PortfolioError| Failure::Other(e.to_string());
-        match vs {
-            None => {
-                let mut pf = Portfolio::new(as_of, known_at, ledger.policy.name.clone());
-                ledger
-                    .replay_all(as_of, known_at, false, false, &|_| {}, &mut |p, _| {
-                        pf.add(p).map_err(bad)
-                    })
-                    .map_err(ApiError::storage)?;
-                Ok(pf.to_json() + "\n")
-            }
-            Some(d0) => {
-                let mut rr = RollRates::new(d0, as_of, known_at)
-                    .map_err(|e| ApiError::bad(format!("vs: {e}")))?;
-                ledger
-                    .replay_pairs(d0, as_of, known_at, &mut |a, b| {
-                        if let Some(a) = a {
-                            rr.add(&a, &b).map_err(bad)?;
-                        }
-                        Ok(())
-                    })
-                    .map_err(ApiError::storage)?;
-                Ok(rr.to_json() + "\n")
-            }
+    let body = blocking(move || match vs {
+        None => {
+            let pf = ledger
+                .portfolio(as_of, known_at)
+                .map_err(ApiError::storage)?;
+            Ok(pf.to_json() + "\n")
+        }
+        Some(d0) => {
+            let rr = RollRates::new(d0, as_of, known_at)
+                .map_err(|e| ApiError::bad(format!("vs: {e}")))?;
+            let rr = ledger.roll_rates(rr).map_err(ApiError::storage)?;
+            Ok(rr.to_json() + "\n")
         }
     })
     .await?;
@@ -567,7 +539,7 @@ async fn health(State(app): State<App>, q: RawQuery) -> Result<Response, ApiErro
         serde_json::json!({
             "status": "ok",
             "policy": app.ledger.policy.name,
-            "store": app.ledger.store().describe(),
+            "store": app.ledger.describe(),
         })
         .to_string()
             + "\n",
@@ -609,7 +581,7 @@ async fn serve(ledger: Arc<Ledger>, listen: &str) -> Result<(), Failure> {
     println!("listening on http://{addr}");
     eprintln!(
         "arrears serve: store {}, policy {}; stop with SIGTERM or Ctrl-C",
-        ledger.store().describe(),
+        ledger.describe(),
         ledger.policy.describe()
     );
     let (fired, mut fired_rx) = tokio::sync::watch::channel(false);
@@ -626,7 +598,7 @@ async fn serve(ledger: Arc<Ledger>, listen: &str) -> Result<(), Failure> {
                 _ = int.recv() => {},
             }
             eprintln!("arrears serve: second signal: exiting now (acknowledged writes are stored)");
-            std::process::exit(130);
+            std::process::exit(crate::exit::INTERRUPTED);
         });
     };
     let server = axum::serve(listener, router(ledger)).with_graceful_shutdown(stop);

@@ -28,7 +28,7 @@ fn unday(n: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(n)
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct InstV2 {
     n: u32,
     due_on: i32,
@@ -36,14 +36,14 @@ struct InstV2 {
     interest: Dec,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct PlanV2 {
     due_on: i32,
     principal: Dec,
     interest: Dec,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
 enum BodyV2 {
     Disbursed {
         on: i32,
@@ -101,7 +101,7 @@ fn nth<T: Copy>(all: &[T], i: u8, what: &str) -> Result<T, String> {
         .ok_or_else(|| format!("unknown {what} {i}"))
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct EventV2 {
     event_id: [u8; 16],
     loan_id: [u8; 16],
@@ -213,7 +213,19 @@ pub fn encode_into(ev: &Event, out: &mut Vec<u8>) {
 
 /// Decode the compact stored form; `Err` names what is wrong.
 pub fn decode(bytes: &[u8]) -> Result<Event, String> {
+    let v = wire::event(bytes).map_err(|e| format!("does not decode: {e}"))?;
+    from_v2(v)
+}
+
+/// [`decode`] through postcard's serde deserializer instead of the hand-written [`wire`] reader:
+/// the reference the reader is tested and fuzzed against (they must agree on every input).
+#[doc(hidden)]
+pub fn decode_with_postcard(bytes: &[u8]) -> Result<Event, String> {
     let v: EventV2 = postcard::from_bytes(bytes).map_err(|e| format!("does not decode: {e}"))?;
+    from_v2(v)
+}
+
+fn from_v2(v: EventV2) -> Result<Event, String> {
     let date = |n: i32| unday(n).ok_or_else(|| format!("day number {n} is out of range"));
     let body = match v.body {
         BodyV2::Disbursed {
@@ -342,6 +354,193 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
     })
 }
 
+/// A reader for exactly the postcard encoding of [`EventV2`] (postcard 1.x wire format:
+/// unsigned integers as LEB128 varints, signed ones zigzag-encoded first, `u8` and the bytes of
+/// fixed-size arrays raw, `bool` and `Option` tags as one byte 0/1, strings and sequences
+/// prefixed by a varint length, enum variants by a varint index).
+///
+/// Why by hand: serde's derived visitor reads a `[u8; 16]` or `[u8; 32]` one element at a time
+/// through `SeqAccess`, and an event carries 96 such bytes in ids and hashes plus 16 per amount;
+/// replay decodes every stored event, and this reader takes a fraction of the instructions
+/// (docs/benchmarks.md). It accepts and refuses exactly what postcard does (tested against it
+/// below and fuzzed in `fuzz/fuzz_targets/codec.rs`); like `postcard::from_bytes`, it ignores
+/// bytes after the event (a chunk frames each body with its length).
+mod wire {
+    use super::*;
+
+    pub(super) struct Wire<'a>(&'a [u8]);
+
+    type WireResult<T> = Result<T, &'static str>;
+
+    impl<'a> Wire<'a> {
+        fn byte(&mut self) -> WireResult<u8> {
+            let (&b, rest) = self.0.split_first().ok_or("truncated")?;
+            self.0 = rest;
+            Ok(b)
+        }
+
+        fn array<const N: usize>(&mut self) -> WireResult<[u8; N]> {
+            let (head, rest) = self.0.split_first_chunk::<N>().ok_or("truncated")?;
+            self.0 = rest;
+            Ok(*head)
+        }
+
+        /// A varint of at most `max` bytes whose last byte holds at most `last` (postcard's
+        /// `DeserializeBadVarint` otherwise).
+        fn varint(&mut self, max: u32, last: u8) -> WireResult<u64> {
+            let mut out = 0u64;
+            for i in 0..max {
+                let b = self.byte()?;
+                out |= u64::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    if i == max - 1 && b > last {
+                        return Err("bad varint");
+                    }
+                    return Ok(out);
+                }
+            }
+            Err("bad varint")
+        }
+
+        fn u32(&mut self) -> WireResult<u32> {
+            // 5 bytes; the fifth carries 32 − 28 = 4 bits.
+            self.varint(5, 0x0f).map(|v| v as u32)
+        }
+
+        fn u64(&mut self) -> WireResult<u64> {
+            // 10 bytes; the tenth carries 64 − 63 = 1 bit.
+            self.varint(10, 0x01)
+        }
+
+        fn i32(&mut self) -> WireResult<i32> {
+            let n = self.u32()?;
+            Ok(((n >> 1) as i32) ^ -((n & 1) as i32))
+        }
+
+        fn i64(&mut self) -> WireResult<i64> {
+            let n = self.u64()?;
+            Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+        }
+
+        fn bool(&mut self) -> WireResult<bool> {
+            match self.byte()? {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err("bad bool"),
+            }
+        }
+
+        fn len(&mut self) -> WireResult<usize> {
+            usize::try_from(self.u64()?).map_err(|_| "bad length")
+        }
+
+        fn string(&mut self) -> WireResult<String> {
+            let n = self.len()?;
+            if n > self.0.len() {
+                return Err("truncated");
+            }
+            let (s, rest) = self.0.split_at(n);
+            self.0 = rest;
+            std::str::from_utf8(s)
+                .map(str::to_owned)
+                .map_err(|_| "bad utf-8")
+        }
+
+        fn option<T>(
+            &mut self,
+            f: impl FnOnce(&mut Self) -> WireResult<T>,
+        ) -> WireResult<Option<T>> {
+            match self.byte()? {
+                0 => Ok(None),
+                1 => f(self).map(Some),
+                _ => Err("bad option"),
+            }
+        }
+
+        fn vec<T>(&mut self, mut f: impl FnMut(&mut Self) -> WireResult<T>) -> WireResult<Vec<T>> {
+            let n = self.len()?;
+            // Every element takes at least one byte: a length beyond the input is refused
+            // before anything is allocated for it.
+            let mut v = Vec::with_capacity(n.min(self.0.len()));
+            for _ in 0..n {
+                v.push(f(self)?);
+            }
+            Ok(v)
+        }
+    }
+
+    pub(super) fn event(bytes: &[u8]) -> WireResult<EventV2> {
+        let w = &mut Wire(bytes);
+        Ok(EventV2 {
+            event_id: w.array()?,
+            loan_id: w.array()?,
+            seq: w.u64()?,
+            recorded_at_us: w.i64()?,
+            body: body(w)?,
+            prev_hash: w.array()?,
+            hash: w.array()?,
+        })
+    }
+
+    fn body(w: &mut Wire) -> WireResult<BodyV2> {
+        Ok(match w.u32()? {
+            0 => BodyV2::Disbursed {
+                on: w.i32()?,
+                principal: w.array()?,
+                currency: w.string()?,
+                borrower: w.option(Wire::string)?,
+                daily_rate: w.array()?,
+                penalty_multiplier: w.array()?,
+                grace_days: w.u32()?,
+                compound: w.bool()?,
+                repayment: w.byte()?,
+                term: w.u32()?,
+                schedule: w.vec(|w| {
+                    Ok(InstV2 {
+                        n: w.u32()?,
+                        due_on: w.i32()?,
+                        principal: w.array()?,
+                        interest: w.array()?,
+                    })
+                })?,
+            },
+            1 => BodyV2::Payment {
+                on: w.i32()?,
+                amount: w.array()?,
+                reference: w.option(Wire::string)?,
+            },
+            2 => BodyV2::Missed {
+                installment: w.u32()?,
+                observed_on: w.i32()?,
+            },
+            3 => BodyV2::Extension {
+                agreed_on: w.i32()?,
+                waive_penalty: w.option(|w| w.option(Wire::array))?,
+                waive_interest: w.option(Wire::array)?,
+                new_due_on: w.option(Wire::i32)?,
+                plan: w.option(|w| {
+                    w.vec(|w| {
+                        Ok(PlanV2 {
+                            due_on: w.i32()?,
+                            principal: w.array()?,
+                            interest: w.array()?,
+                        })
+                    })
+                })?,
+            },
+            4 => BodyV2::Contact {
+                at_us: w.i64()?,
+                channel: w.byte()?,
+                party: w.byte()?,
+                outcome: w.byte()?,
+                agent: w.string()?,
+                promise: w.option(|w| Ok((w.i32()?, w.array()?)))?,
+            },
+            _ => return Err("unknown event body tag"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +617,71 @@ mod tests {
         );
         let bytes = encode(&contact);
         assert_eq!(bytes[body_tag_at + 1], 4);
+    }
+
+    /// One event of every body shape (and every optional part present and absent).
+    fn every_shape() -> Vec<Event> {
+        let loan = "00000000-0000-0000-0000-0000000000aa";
+        let lines = [
+            r#""type":"disbursed","on":"2024-01-01","principal":"1000","currency":"CNY","terms":{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":3,"compound":false,"repayment":{"kind":"bullet","days":30}}"#.to_string(),
+            r#""type":"disbursed","on":"2024-01-01","principal":"1200.50","currency":"CNY","borrower":"王小明","terms":{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":3,"compound":true,"repayment":{"kind":"installments","count":3,"method":"equal_principal"}}"#.to_string(),
+            r#""type":"payment","on":"2024-02-05","amount":"1.00""#.to_string(),
+            r#""type":"payment","on":"2024-02-05","amount":"99999999.99","reference":"ref-1"#.to_string() + "\"",
+            r#""type":"missed","installment":2,"observed_on":"2024-03-01""#.to_string(),
+            r#""type":"negotiated_extension","agreed_on":"2024-02-10","new_due_on":"2024-04-01""#.to_string(),
+            r#""type":"negotiated_extension","agreed_on":"2024-02-10","waive_penalty":"all","waive_interest":"5.00","new_due_on":"2024-04-01""#.to_string(),
+            r#""type":"negotiated_extension","agreed_on":"2024-02-10","waive_penalty":"12.34","installments":[{"due_on":"2024-03-10","principal":"500","interest":"10"},{"due_on":"2024-04-10","principal":"500","interest":"5"}]"#.to_string(),
+            r#""type":"contact","at":"2024-02-03T10:00:00Z","channel":"sms","party":"borrower","outcome":"reached","agent":"a""#.to_string(),
+            r#""type":"contact","at":"2024-02-03T10:15:00+08:00","channel":"call","party":"borrower","outcome":"promise_to_pay","agent":"a-7","promise":{"on":"2024-02-10","amount":"200"}"#.to_string(),
+        ];
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                event(
+                    &format!(r#"{{"loan_id":"{loan}",{body}}}"#),
+                    (i as u64 + 1) * 1_000_003,
+                )
+            })
+            .collect()
+    }
+
+    /// The hand-written reader against postcard's own deserializer: every event of every shape,
+    /// every truncation of it and every single-byte change of it (to 0, 1, 0x7f, 0x80, 0xff and
+    /// its bit complement) decode to the same value or are refused by both.
+    #[test]
+    fn the_wire_reader_agrees_with_postcard() {
+        let mut compared = 0;
+        for ev in every_shape() {
+            let bytes = encode(&ev);
+            assert_eq!(decode(&bytes).unwrap(), ev);
+            let same = |b: &[u8]| {
+                let ours = wire::event(b).ok();
+                let theirs = postcard::from_bytes::<EventV2>(b).ok();
+                assert_eq!(ours, theirs, "bytes {b:02x?}");
+                assert_eq!(
+                    decode(b).ok(),
+                    decode_with_postcard(b).ok(),
+                    "bytes {b:02x?}"
+                );
+            };
+            for n in 0..=bytes.len() {
+                same(&bytes[..n]);
+                compared += 1;
+            }
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(&[0xff, 0, 1]);
+            same(&longer);
+            for i in 0..bytes.len() {
+                for v in [0, 1, 0x7f, 0x80, 0xff, !bytes[i]] {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    same(&b);
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 5_000, "{compared}");
     }
 
     #[test]

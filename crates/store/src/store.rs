@@ -105,8 +105,9 @@ impl<B: Backend> Store<B> {
     pub fn decode(&self, loan: &Uuid, raw: &[RawChunk]) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::with_capacity(raw.len() * 4);
         for c in raw {
-            let at = format!("loan {loan} seq {}", out.len() + 1);
-            chunk::decode_into(c, &mut out).map_err(|why| self.corrupt(at, why))?;
+            let first = out.len() + 1;
+            chunk::decode_into(c, &mut out)
+                .map_err(|why| self.corrupt(format!("loan {loan} seq {first}"), why))?;
         }
         for (i, ev) in out.iter().enumerate() {
             if ev.loan_id != *loan || ev.seq != i as u64 + 1 {
