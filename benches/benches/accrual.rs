@@ -3,14 +3,14 @@
 
 use arrears_benches::*;
 use arrears_core::Policy;
+use arrears_testkit::{disbursed, payment};
 use chrono::NaiveDate;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
+const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
+
 fn accrual(c: &mut Criterion) {
-    let lines = [
-        r#"{"loan_id":"0f000000-0000-4000-8000-000000000001","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{"kind":"bullet","days":30}}}"#.to_owned(),
-        r#"{"loan_id":"0f000000-0000-4000-8000-000000000001","type":"payment","on":"2024-02-05","amount":"500.00"}"#.to_owned(),
-    ];
+    let lines = [disbursed(LOAN), payment(LOAN, "2024-02-05", "500.00", "")];
     let dir = tempfile::tempdir().unwrap();
     let ledger = fill(dir.path(), &book_events(&lines), 10);
     let loan = lines[0][12..48].parse().unwrap();

@@ -3,6 +3,7 @@
 use arrears_benches::*;
 use arrears_cli::ledger::Ledger;
 use arrears_core::Policy;
+use arrears_testkit::{payment, Disbursed};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -14,13 +15,15 @@ fn show(c: &mut Criterion) {
     {
         // A 12-month loan with 199 more events: small payments and a few misses, appended one
         // event at a time as a servicer would.
-        let mut lines = vec![format!(
-            r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-01","principal":"12000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"installments","count":12,"method":"equal_installment"}}}}}}"#
-        )];
+        let mut lines = vec![Disbursed::new(LOAN)
+            .principal("12000.00")
+            .repayment(r#"{"kind":"installments","count":12,"method":"equal_installment"}"#)
+            .to_string()];
         let start = NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
         for k in 0..199u64 {
             let day = start + chrono::Days::new(k * 2);
-            lines.push(format!(r#"{{"loan_id":"{LOAN}","type":"payment","on":"{day}","amount":"30.00","reference":"r{k}"}}"#));
+            let reference = format!(r#","reference":"r{k}""#);
+            lines.push(payment(LOAN, &day.to_string(), "30.00", &reference));
         }
         let ledger = Ledger::open_sled(&store, Policy::default()).unwrap();
         for e in book_events(&lines) {

@@ -10,7 +10,7 @@ use arrears_cli::generate::{generate, GenConfig};
 use arrears_cli::ledger::Ledger;
 use arrears_core::event::NewEvent;
 use arrears_core::Policy;
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 
 // The benchmarks measure the library as the `arrears` binary runs it, with the binary's
 // allocator (crates/cli/src/main.rs): the projection allocates many small, short-lived objects,
@@ -70,9 +70,8 @@ pub fn book_events(lines: &[String]) -> Vec<NewEvent> {
         .collect()
 }
 
-pub fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
-}
+/// The store's clock for every append: after every generated event (testkit's fixed "now").
+pub use arrears_testkit::now;
 
 /// A store at `dir` holding the book, appended in batches of `batch` events.
 pub fn fill(dir: &Path, events: &[NewEvent], batch: usize) -> Ledger {

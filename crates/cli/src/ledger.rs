@@ -466,19 +466,8 @@ impl Ledger {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Work>, StoreError>>(4);
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let mut chunk: Vec<Work> = Vec::with_capacity(CHUNK);
-                let mut push = |w: Work| -> Result<(), StoreError> {
-                    chunk.push(w);
-                    if chunk.len() >= CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        // A closed channel means the consumer stopped on an error: stop too.
-                        tx.send(Ok(full)).map_err(|_| StoreError::Io {
-                            store: "replay".into(),
-                            why: "stopped".into(),
-                        })?;
-                    }
-                    Ok(())
-                };
+                let mut out = Chunks::new(tx, CHUNK, "replay");
+                let mut push = |w: Work| out.push(w);
                 let scanned = if use_snapshots {
                     (|| {
                         // Heads and snapshots are both in loan_id order: merge them in one pass
@@ -505,10 +494,7 @@ impl Ledger {
                     self.store
                         .for_each_stream_raw(&mut |loan, raw| push(Work::Events(loan, raw)))
                 };
-                let _ = match scanned {
-                    Ok(()) => tx.send(Ok(chunk)),
-                    Err(e) => tx.send(Err(e)),
-                };
+                out.finish(scanned);
             });
             let mut summary = Summary::default();
             for chunk in rx {
@@ -650,22 +636,11 @@ impl Ledger {
             std::sync::mpsc::sync_channel::<Result<Vec<(Uuid, RawStream)>, StoreError>>(4);
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let scanned = self.store.for_each_stream_raw(&mut |loan, raw| {
-                    chunk.push((loan, raw));
-                    if chunk.len() >= CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        tx.send(Ok(full)).map_err(|_| StoreError::Io {
-                            store: "scan".into(),
-                            why: "stopped".into(),
-                        })?;
-                    }
-                    Ok(())
-                });
-                let _ = match scanned {
-                    Ok(()) => tx.send(Ok(chunk)),
-                    Err(e) => tx.send(Err(e)),
-                };
+                let mut out = Chunks::new(tx, CHUNK, "scan");
+                let scanned = self
+                    .store
+                    .for_each_stream_raw(&mut |loan, raw| out.push((loan, raw)));
+                out.finish(scanned);
             });
             for chunk in rx {
                 let results: Vec<Result<Option<T>, StoreError>> = chunk?
@@ -729,4 +704,50 @@ fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure
     Failure::Input(format!(
         "loan {loan} is unknown {when} (no disbursement counts)"
     ))
+}
+
+/// A scan's items sent to the workers in chunks of `size`, over a bounded channel.
+struct Chunks<T> {
+    tx: std::sync::mpsc::SyncSender<Result<Vec<T>, StoreError>>,
+    chunk: Vec<T>,
+    size: usize,
+    /// Names the scan in the error that stops it.
+    what: &'static str,
+}
+
+impl<T> Chunks<T> {
+    fn new(
+        tx: std::sync::mpsc::SyncSender<Result<Vec<T>, StoreError>>,
+        size: usize,
+        what: &'static str,
+    ) -> Chunks<T> {
+        Chunks {
+            tx,
+            chunk: Vec::with_capacity(size),
+            size,
+            what,
+        }
+    }
+
+    /// Add one item, sending the chunk when it is full. A closed channel means the consumer
+    /// stopped on an error: the scan stops too.
+    fn push(&mut self, item: T) -> Result<(), StoreError> {
+        self.chunk.push(item);
+        if self.chunk.len() >= self.size {
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(self.size));
+            self.tx.send(Ok(full)).map_err(|_| StoreError::Io {
+                store: self.what.into(),
+                why: "stopped".into(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The last, partial chunk, or the scan's error.
+    fn finish(self, scanned: Result<(), StoreError>) {
+        let _ = match scanned {
+            Ok(()) => self.tx.send(Ok(self.chunk)),
+            Err(e) => self.tx.send(Err(e)),
+        };
+    }
 }

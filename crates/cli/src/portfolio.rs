@@ -80,6 +80,13 @@ fn fmt_known_at(t: Option<Timestamp>) -> String {
         .unwrap_or_else(|| "now (latest)".into())
 }
 
+/// ` as known at T` for a table's title, or nothing.
+fn known_at_suffix(known_at: Option<Timestamp>) -> String {
+    known_at
+        .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
+        .unwrap_or_default()
+}
+
 fn stage_index(s: Stage) -> usize {
     Stage::ALL
         .iter()
@@ -343,10 +350,7 @@ impl Portfolio {
     /// A readable table: one block per grouping, each closed by its total line.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let known = self
-            .known_at
-            .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
-            .unwrap_or_default();
+        let known = known_at_suffix(self.known_at);
         let _ = writeln!(
             s,
             "portfolio as of {}{}  (policy {})",
@@ -666,10 +670,7 @@ impl RollRates {
     /// row's principal as a percentage (`-` where no loan moved).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let known = self
-            .known_at
-            .map(|t| format!(" as known at {}", fmt_timestamp(&t)))
-            .unwrap_or_default();
+        let known = known_at_suffix(self.known_at);
         let _ = writeln!(
             s,
             "roll rates from {} to {}{}  (share of principal outstanding at {})",
@@ -939,10 +940,10 @@ pub fn loans_table<'a>(ps: impl IntoIterator<Item = &'a Projection>) -> String {
 mod tests {
     use super::*;
 
-    use arrears_core::chain::{compute_hash, GENESIS};
     use arrears_core::event::Event;
-    use arrears_core::{parse_event, validate::validate, Policy};
+    use arrears_core::Policy;
     use arrears_projection::replay;
+    use arrears_testkit::events::with_loan;
     use chrono::{TimeZone, Utc};
 
     fn date(s: &str) -> Date {
@@ -959,29 +960,7 @@ mod tests {
 
     /// One loan's events from `{"type":…}` bodies, sealed as the store would.
     fn loan(n: u128, bodies: &[&str]) -> Vec<Event> {
-        let policy = Policy::default();
-        let id = loan_id(n);
-        let mut prev = GENESIS;
-        let mut out = Vec::new();
-        for (i, b) in bodies.iter().enumerate() {
-            let line = format!("{{\"loan_id\":\"{id}\",{}", &b[1..]);
-            let (mut ev, _) = parse_event(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-            validate(&mut ev, &policy).unwrap();
-            let seq = i as u64 + 1;
-            let mut e = Event {
-                event_id: Uuid::from_u128(n << 32 | seq as u128),
-                loan_id: id,
-                seq,
-                recorded_at: Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap(),
-                body: ev.body,
-                prev_hash: prev,
-                hash: GENESIS,
-            };
-            e.hash = compute_hash(&e);
-            prev = e.hash;
-            out.push(e);
-        }
-        out
+        arrears_testkit::events::seal(&with_loan(loan_id(n), bodies), n << 32)
     }
 
     fn bullet(on: &str, principal: &str, days: u32, currency: &str) -> String {

@@ -216,37 +216,36 @@ pub fn render(events: &[Event], p: &Projection, e: &Explain, points: &[Projectio
 
     // Key figures.
     s.push_str("<h2>Position</h2>\n<div class=\"cards\">");
-    let cur = esc(&p.currency);
-    card(
-        &mut s,
-        &format!("outstanding total ({cur})"),
-        "outstanding.total",
-        &amt(p.outstanding.total),
-    );
-    card(
-        &mut s,
-        "outstanding principal",
-        "outstanding.principal",
-        &amt(p.outstanding.principal),
-    );
-    card(
-        &mut s,
-        "outstanding interest",
-        "outstanding.interest",
-        &amt(p.outstanding.interest),
-    );
-    card(
-        &mut s,
-        "outstanding penalty",
-        "outstanding.penalty",
-        &amt(p.outstanding.penalty),
-    );
-    card(
-        &mut s,
-        "days past due",
-        "days_past_due",
-        &p.days_past_due.to_string(),
-    );
+    let total = format!("outstanding total ({})", esc(&p.currency));
+    for (label, field, value) in [
+        (
+            total.as_str(),
+            "outstanding.total",
+            amt(p.outstanding.total),
+        ),
+        (
+            "outstanding principal",
+            "outstanding.principal",
+            amt(p.outstanding.principal),
+        ),
+        (
+            "outstanding interest",
+            "outstanding.interest",
+            amt(p.outstanding.interest),
+        ),
+        (
+            "outstanding penalty",
+            "outstanding.penalty",
+            amt(p.outstanding.penalty),
+        ),
+        (
+            "days past due",
+            "days_past_due",
+            p.days_past_due.to_string(),
+        ),
+    ] {
+        card(&mut s, label, field, &value);
+    }
     let _ = write!(
         s,
         r#"<div class="card"><div class="k">stage</div><div class="v"><span class="stage" style="background:{}" data-field="stage">{}</span>{}</div></div>"#,
@@ -258,70 +257,36 @@ pub fn render(events: &[Event], p: &Projection, e: &Explain, points: &[Projectio
             ""
         }
     );
-    card(&mut s, "status", "status", p.status);
-    card(&mut s, "class", "class", p.class);
-    card(&mut s, "bucket", "bucket", p.bucket);
-    card(
-        &mut s,
-        "extensions",
-        "extensions",
-        &p.extensions.to_string(),
-    );
-    card(
-        &mut s,
-        "overdue principal",
-        "overdue.principal",
-        &amt(p.overdue.principal),
-    );
-    card(
-        &mut s,
-        "overdue interest",
-        "overdue.interest",
-        &amt(p.overdue.interest),
-    );
-    card(
-        &mut s,
-        "paid principal",
-        "paid.principal",
-        &amt(p.paid.principal),
-    );
-    card(
-        &mut s,
-        "paid interest",
-        "paid.interest",
-        &amt(p.paid.interest),
-    );
-    card(&mut s, "paid penalty", "paid.penalty", &amt(p.paid.penalty));
-    card(
-        &mut s,
-        "penalty accrued",
-        "penalty_accrued",
-        &amt(p.penalty_accrued),
-    );
-    card(
-        &mut s,
-        "waived penalty",
-        "waived.penalty",
-        &amt(p.waived.penalty),
-    );
-    card(
-        &mut s,
-        "waived interest",
-        "waived.interest",
-        &amt(p.waived.interest),
-    );
-    card(
-        &mut s,
-        "overpaid (refund owed)",
-        "overpaid",
-        &amt(p.overpaid),
-    );
-    card(
-        &mut s,
-        "broken promise",
-        "broken_promise",
-        if p.broken_promise { "true" } else { "false" },
-    );
+    for (label, field, value) in [
+        ("status", "status", p.status.to_string()),
+        ("class", "class", p.class.to_string()),
+        ("bucket", "bucket", p.bucket.to_string()),
+        ("extensions", "extensions", p.extensions.to_string()),
+        (
+            "overdue principal",
+            "overdue.principal",
+            amt(p.overdue.principal),
+        ),
+        (
+            "overdue interest",
+            "overdue.interest",
+            amt(p.overdue.interest),
+        ),
+        ("paid principal", "paid.principal", amt(p.paid.principal)),
+        ("paid interest", "paid.interest", amt(p.paid.interest)),
+        ("paid penalty", "paid.penalty", amt(p.paid.penalty)),
+        ("penalty accrued", "penalty_accrued", amt(p.penalty_accrued)),
+        ("waived penalty", "waived.penalty", amt(p.waived.penalty)),
+        ("waived interest", "waived.interest", amt(p.waived.interest)),
+        ("overpaid (refund owed)", "overpaid", amt(p.overpaid)),
+        (
+            "broken promise",
+            "broken_promise",
+            if p.broken_promise { "true" } else { "false" }.to_string(),
+        ),
+    ] {
+        card(&mut s, label, field, &value);
+    }
     s.push_str("</div>\n");
 
     facts(&mut s, p, &counted, later);

@@ -218,6 +218,18 @@ fn loan_id(s: &str) -> Result<Uuid, ApiError> {
 }
 
 /// The router over a ledger (public for in-process tests).
+/// A per-loan query's loan id and its `as_of` / `known_at` parameters (the only ones allowed),
+/// checked in that order.
+fn loan_query(
+    app: &App,
+    id: &str,
+    q: RawQuery,
+) -> Result<(Uuid, NaiveDate, Option<Timestamp>), ApiError> {
+    let q = Params::parse(q, &["as_of", "known_at"])?;
+    let loan = loan_id(id)?;
+    Ok((loan, q.date("as_of", &app.ledger)?, q.known_at()?))
+}
+
 pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
         .route("/events", post(post_events))
@@ -355,9 +367,7 @@ async fn loan(
     Path(id): Path<String>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Params::parse(q, &["as_of", "known_at"])?;
-    let loan = loan_id(&id)?;
-    let (as_of, known_at) = (q.date("as_of", &app.ledger)?, q.known_at()?);
+    let (loan, as_of, known_at) = loan_query(&app, &id, q)?;
     let ledger = app.ledger.clone();
     let p = blocking(move || ledger.show(loan, as_of, known_at).map_err(ApiError::read)).await?;
     let mut body = p.to_json();
@@ -370,9 +380,7 @@ async fn explain(
     Path(id): Path<String>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Params::parse(q, &["as_of", "known_at"])?;
-    let loan = loan_id(&id)?;
-    let (as_of, known_at) = (q.date("as_of", &app.ledger)?, q.known_at()?);
+    let (loan, as_of, known_at) = loan_query(&app, &id, q)?;
     let ledger = app.ledger.clone();
     let e = blocking(move || {
         ledger
@@ -407,9 +415,7 @@ async fn report(
     Path(id): Path<String>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Params::parse(q, &["as_of", "known_at"])?;
-    let loan = loan_id(&id)?;
-    let (as_of, known_at) = (q.date("as_of", &app.ledger)?, q.known_at()?);
+    let (loan, as_of, known_at) = loan_query(&app, &id, q)?;
     let ledger = app.ledger.clone();
     let page = blocking(move || {
         crate::report::for_loan(&ledger, loan, as_of, known_at).map_err(ApiError::read)

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use arrears_testkit::{disbursed, err, out as text, squash};
+use arrears_testkit::{disbursed, err, generate, out as text, squash, temp_store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
@@ -13,26 +13,12 @@ fn arrears(store: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn book(store: &Path, loans: u64, seed: u64) -> String {
-    let gen = Command::new(BIN)
-        .args([
-            "generate",
-            "--loans",
-            &loans.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(gen.status.success(), "{}", err(&gen));
-    let out = arrears(store, &["append", "--quiet"], Some(&text(&gen)));
-    assert!(out.status.success(), "{}", err(&out));
-    text(&gen)
+    arrears_testkit::book(BIN, store, loans, seed)
 }
 
 #[test]
 fn append_then_show_the_spec_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     let out = arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let stored: serde_json::Value =
@@ -66,8 +52,7 @@ fn append_then_show_the_spec_example() {
 
 #[test]
 fn a_bad_line_in_the_middle_writes_nothing_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     let input = format!(
         "{}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-05\",\"amount\":\"10.000\"}}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-06\",\"amount\":\"1.00\"}}\n",
         disbursed(LOAN)
@@ -104,8 +89,7 @@ fn a_bad_line_in_the_middle_writes_nothing_and_exits_2() {
 
 #[test]
 fn replay_is_sorted_and_identical_across_jobs_runs_and_incremental() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     book(&s, 300, 5);
     let run = |args: &[&str]| {
         let o = arrears(&s, args, None);
@@ -152,8 +136,7 @@ fn replay_is_sorted_and_identical_across_jobs_runs_and_incremental() {
 
 #[test]
 fn sweep_records_misses_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
     let first = arrears(&s, &["sweep", "--as-of", "2024-02-03"], None);
     assert_eq!(first.status.code(), Some(0), "{}", err(&first));
@@ -184,8 +167,7 @@ fn sweep_records_misses_once() {
 
 #[test]
 fn verify_and_digest_catch_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     book(&s, 50, 9);
     let ok = arrears(&s, &["verify"], None);
     assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
@@ -231,22 +213,13 @@ fn verify_and_digest_catch_tampering() {
 
 #[test]
 fn generate_is_deterministic_and_appendable() {
-    let a = Command::new(BIN)
-        .args(["generate", "--loans", "200", "--seed", "3"])
-        .output()
-        .unwrap();
-    let b = Command::new(BIN)
-        .args(["generate", "--loans", "200", "--seed", "3"])
-        .output()
-        .unwrap();
-    let c = Command::new(BIN)
-        .args(["generate", "--loans", "100", "--seed", "3"])
-        .output()
-        .unwrap();
-    assert_eq!(a.stdout, b.stdout);
+    let a = generate(BIN, 200, 3);
+    let b = generate(BIN, 200, 3);
+    let c = generate(BIN, 100, 3);
+    assert_eq!(a, b);
     // Loan k is the same whatever --loans is.
-    assert!(text(&a).starts_with(&text(&c)));
-    let kinds: std::collections::BTreeSet<String> = text(&a)
+    assert!(a.starts_with(&c));
+    let kinds: std::collections::BTreeSet<String> = a
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
@@ -260,18 +233,10 @@ fn generate_is_deterministic_and_appendable() {
         ["disbursed", "missed", "negotiated_extension", "payment"]
     );
     let dir = tempfile::tempdir().unwrap();
-    let out = arrears(
-        &dir.path().join("db"),
-        &["append", "--quiet"],
-        Some(&text(&a)),
-    );
+    let out = arrears(&dir.path().join("db"), &["append", "--quiet"], Some(&a));
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     // Appending the same book again is idempotent (same event ids).
-    let out = arrears(
-        &dir.path().join("db"),
-        &["append", "--quiet"],
-        Some(&text(&a)),
-    );
+    let out = arrears(&dir.path().join("db"), &["append", "--quiet"], Some(&a));
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let replay = arrears(
         &dir.path().join("db"),
@@ -294,8 +259,7 @@ fn generate_is_deterministic_and_appendable() {
 
 #[test]
 fn explain_adds_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     let input = format!("{}\n{{\"loan_id\":\"{LOAN}\",\"type\":\"payment\",\"on\":\"2024-02-05\",\"amount\":\"500.00\"}}\n", disbursed(LOAN));
     arrears(&s, &["append"], Some(&input));
     let e: serde_json::Value = serde_json::from_str(&text(&arrears(
@@ -334,8 +298,7 @@ fn explain_adds_up() {
 
 #[test]
 fn export_csv_has_one_row_per_loan() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     arrears(&s, &["append"], Some(&(disbursed(LOAN) + "\n")));
     let out = text(&arrears(
         &s,
@@ -405,8 +368,7 @@ fn every_subcommand_explains_itself() {
 
 #[test]
 fn bad_arguments_and_unknown_loans_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     assert_eq!(
         arrears(&s, &["show", "not-a-uuid"], None).status.code(),
         Some(2)
@@ -464,8 +426,7 @@ fn bad_arguments_and_unknown_loans_exit_2() {
 
 #[test]
 fn a_policy_file_replaces_the_default_and_is_named_in_the_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     let policy = dir.path().join("strict.json");
     std::fs::write(
         &policy,
@@ -548,8 +509,7 @@ fn a_policy_file_replaces_the_default_and_is_named_in_the_output() {
 
 #[test]
 fn progress_bars_stay_out_of_pipes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     book(&s, 50, 4);
     let out = arrears(&s, &["replay", "--as-of", "2024-06-29"], None);
     let e = err(&out);

@@ -6,20 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use arrears_store::{Mode, SledBackend, Store};
+use arrears_testkit::{command, err, generate, temp_store};
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
 fn spawn(store: &Path, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("--store")
-        .arg(store)
+    command(BIN, store)
         .args(args)
-        .env_remove("ARREARS_STORE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -60,17 +58,11 @@ fn kill_after(mut child: Child, delay: Duration) -> (Option<Duration>, Vec<Strin
 }
 
 fn verify(store: &Path) {
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .arg("verify")
-        .env_remove("ARREARS_STORE")
-        .output()
-        .unwrap();
+    let out = command(BIN, store).arg("verify").output().unwrap();
     assert!(
         out.status.success(),
         "verify failed after a kill: {}",
-        String::from_utf8_lossy(&out.stderr)
+        err(&out)
     );
 }
 
@@ -85,19 +77,7 @@ fn counts(store: &Path) -> BTreeMap<uuid::Uuid, u64> {
 }
 
 fn generated(loans: u64, seed: u64) -> Vec<String> {
-    let out = Command::new(BIN)
-        .args([
-            "generate",
-            "--loans",
-            &loans.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
+    generate(BIN, loans, seed)
         .lines()
         .map(str::to_owned)
         .collect()
@@ -106,19 +86,12 @@ fn generated(loans: u64, seed: u64) -> Vec<String> {
 /// Run `args` to completion (no kill) and return how long it took; panics unless it succeeds.
 fn timed_run(store: &Path, args: &[&str]) -> Duration {
     let t = Instant::now();
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(store)
+    let out = command(BIN, store)
         .args(args)
-        .env_remove("ARREARS_STORE")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", err(&out));
     t.elapsed()
 }
 
@@ -328,21 +301,16 @@ fn killed_appends_are_all_or_nothing_and_acknowledged_events_survive() {
 
 #[test]
 fn killed_sweeps_and_incremental_replays_leave_a_consistent_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
+    let (dir, store) = temp_store();
     let book = dir.path().join("book.jsonl");
     std::fs::write(&book, generated(1_500, 5).join("\n") + "\n").unwrap();
-    assert!(Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
+    assert!(command(BIN, &store)
         .args(["append", "--quiet", book.to_str().unwrap()])
         .status()
         .unwrap()
         .success());
     let replay = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("--store")
-            .arg(&store)
+        let out = command(BIN, &store)
             .arg("replay")
             .args(args)
             .output()
@@ -397,9 +365,7 @@ fn killed_sweeps_and_incremental_replays_leave_a_consistent_store() {
         verify(&store);
         seen.insert(misses(&store));
     }
-    assert!(Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
+    assert!(command(BIN, &store)
         .args(["sweep", "--as-of", "2024-06-29"])
         .status()
         .unwrap()
@@ -414,9 +380,7 @@ fn killed_sweeps_and_incremental_replays_leave_a_consistent_store() {
         seen.iter().all(|n| *n == before || *n == after),
         "a partial sweep was visible: {seen:?} (before {before}, after {after})"
     );
-    let again = Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
+    let again = command(BIN, &store)
         .args(["sweep", "--as-of", "2024-06-29"])
         .output()
         .unwrap();

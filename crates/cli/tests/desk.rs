@@ -6,16 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use arrears_testkit::{disbursed, err, generate, out, payment, run, squash};
+use arrears_testkit::{disbursed, err, payment, run, squash, temp_store};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
 fn ok(store: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let o = run(BIN, store, args, stdin);
-    assert!(o.status.success(), "{args:?}: {}", err(&o));
-    out(&o)
+    arrears_testkit::ok(BIN, store, args, stdin)
 }
 
 fn lines(s: &str) -> Vec<Value> {
@@ -29,20 +27,12 @@ fn dec(v: &Value) -> Decimal {
 }
 
 fn booked(loans: u64, seed: u64) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
-    ok(
-        &store,
-        &["append", "--quiet"],
-        Some(&generate(BIN, loans, seed)),
-    );
-    (dir, store)
+    arrears_testkit::booked(BIN, loans, seed)
 }
 
 #[test]
 fn events_prints_every_stored_envelope_and_honours_known_at() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     let loan = "0f000000-0000-4000-8000-000000000001";
     let d = disbursed(loan);
     let missed = format!(

@@ -4,17 +4,11 @@
 
 use std::path::Path;
 
-use arrears_testkit::{disbursed, err, generate, out, payment, run};
+use arrears_testkit::{command, disbursed, err, generate, out, payment, run, signal, temp_store};
 use chrono::Utc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
-
-fn store() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
-    (dir, s)
-}
 
 fn code(store: &Path, args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
     let o = run(BIN, store, args, stdin);
@@ -23,7 +17,7 @@ fn code(store: &Path, args: &[&str], stdin: Option<&str>) -> (Option<i32>, Strin
 
 #[test]
 fn dates_left_out_are_today_in_the_business_time_zone() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     assert_eq!(
         code(&s, &["append", "--quiet"], Some(&disbursed(LOAN))).0,
         Some(0)
@@ -54,7 +48,7 @@ fn dates_left_out_are_today_in_the_business_time_zone() {
 
 #[test]
 fn a_recorded_at_in_the_future_is_refused_naming_the_field() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     let line = format!("{}\n", disbursed(LOAN));
     assert_eq!(code(&s, &["append", "--quiet"], Some(&line)).0, Some(0));
     let future = payment(
@@ -82,7 +76,7 @@ fn a_recorded_at_in_the_future_is_refused_naming_the_field() {
 
 #[test]
 fn a_byte_order_mark_is_skipped_and_pretty_json_is_explained() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     let bom = format!("\u{feff}{}\n", disbursed(LOAN));
     let (c, _, e) = code(&s, &["append", "--quiet"], Some(&bom));
     assert_eq!(c, Some(0), "{e}");
@@ -98,7 +92,7 @@ fn a_byte_order_mark_is_skipped_and_pretty_json_is_explained() {
 
 #[test]
 fn a_payment_for_a_loan_not_in_the_store_says_so() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     assert_eq!(
         code(&s, &["append", "--quiet"], Some(&disbursed(LOAN))).0,
         Some(0)
@@ -121,7 +115,7 @@ fn a_payment_for_a_loan_not_in_the_store_says_so() {
 
 #[test]
 fn file_system_mistakes_are_exit_1_naming_the_path() {
-    let (d, s) = store();
+    let (d, s) = temp_store();
     let missing = d.path().join("nope.jsonl");
     let (c, _, e) = code(&s, &["append", missing.to_str().unwrap()], None);
     assert_eq!(c, Some(1));
@@ -150,7 +144,7 @@ fn file_system_mistakes_are_exit_1_naming_the_path() {
 
 #[test]
 fn empty_input_quiet_runs_and_re_runs_say_what_happened() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     let (c, o, e) = code(&s, &["append"], Some(""));
     assert_eq!(c, Some(0));
     assert!(o.is_empty());
@@ -174,7 +168,7 @@ fn empty_input_quiet_runs_and_re_runs_say_what_happened() {
 
 #[test]
 fn sweep_counts_in_words_and_a_digest_from_beyond_the_log_fails() {
-    let (_d, s) = store();
+    let (_d, s) = temp_store();
     assert_eq!(
         code(&s, &["append", "--quiet"], Some(&disbursed(LOAN))).0,
         Some(0)
@@ -195,16 +189,13 @@ fn sweep_counts_in_words_and_a_digest_from_beyond_the_log_fails() {
 #[test]
 fn interrupted_batches_report_what_is_stored_and_a_re_run_with_ids_stores_nothing_twice() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
-    let (_d, s) = store();
+    use std::process::Stdio;
+    let (_d, s) = temp_store();
     let book = generate(BIN, 200, 8);
     let total = book.lines().count();
     // Feed two batches, wait until the first is acknowledged, then interrupt.
-    let mut child = Command::new(BIN)
-        .arg("--store")
-        .arg(&s)
+    let mut child = command(BIN, &s)
         .args(["append", "--batch", "100"])
-        .env_remove("ARREARS_STORE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -223,7 +214,7 @@ fn interrupted_batches_report_what_is_stored_and_a_re_run_with_ids_stores_nothin
         acks.read_line(&mut l).unwrap();
         assert!(l.contains("\"hash\""), "{l}");
     }
-    send_sigint(child.id());
+    signal(child.id(), "INT");
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
@@ -245,13 +236,4 @@ fn interrupted_batches_report_what_is_stored_and_a_re_run_with_ids_stores_nothin
         e.trim(),
         format!("appended standard input: 0 new, {total} already stored")
     );
-}
-
-/// Send SIGINT with the `kill` command (no `unsafe` needed).
-fn send_sigint(pid: u32) {
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
 }

@@ -11,7 +11,9 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use arrears_testkit::{err, generate, out, run};
+use arrears_testkit::{
+    err, export_events_parquet, export_parquet, exported_events, generate, out, run, success,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
@@ -93,8 +95,7 @@ fn dump(file: &Path) -> (Value, Vec<Value>) {
 }
 
 fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", err(&o));
-    out(&o)
+    success(&o)
 }
 
 /// A loan with the widest values the parser accepts: 16-digit amount, an 18-digit rate, a
@@ -228,28 +229,11 @@ fn pyarrow_reads_both_exports_back_with_the_exact_values() {
     ok(run(BIN, &store, &["append", "--quiet"], Some(&book)));
     let as_of = "2024-06-29";
     let replayed = ok(run(BIN, &store, &["replay", "--as-of", as_of], None));
-    let events = ok(run(
-        BIN,
-        &store,
-        &["export", "--events", "--format", "jsonl"],
-        None,
-    ));
+    let events = exported_events(BIN, &store);
 
     // Events.
     let file = dir.path().join("events.parquet");
-    ok(run(
-        BIN,
-        &store,
-        &[
-            "export",
-            "--events",
-            "--format",
-            "parquet",
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        None,
-    ));
+    export_events_parquet(BIN, &store, &file);
     let (schema, rows) = dump(&file);
     assert_eq!(schema["recorded_at"], "timestamp[us, tz=UTC]");
     assert_eq!(schema["business_date"], "date32[day]");
@@ -280,20 +264,7 @@ fn pyarrow_reads_both_exports_back_with_the_exact_values() {
 
     // Projections.
     let file = dir.path().join("owed.parquet");
-    ok(run(
-        BIN,
-        &store,
-        &[
-            "export",
-            "--format",
-            "parquet",
-            "--as-of",
-            as_of,
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        None,
-    ));
+    export_parquet(BIN, &store, as_of, &file);
     let (schema, rows) = dump(&file);
     assert_eq!(schema["as_of"], "date32[day]");
     assert_eq!(schema["outstanding_total"], "decimal128(38, 2)");

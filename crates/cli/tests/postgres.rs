@@ -3,46 +3,29 @@
 //! start`) or else the throwaway cluster that script starts; each test gets its own database.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use arrears_store::postgres::testing::TempDb;
+use arrears_store::testing::write_sled_format1;
 use arrears_store::{Mode, PostgresBackend, Store};
+use arrears_testkit::{command, disbursed, generate_to, run};
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
-fn disbursed(loan: &Uuid) -> String {
-    format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    )
-}
-
 fn payment(loan: &Uuid, seq: Option<u64>, reference: &str) -> String {
     let seq = seq.map(|s| format!(r#","seq":{s}"#)).unwrap_or_default();
-    format!(
-        r#"{{"loan_id":"{loan}","type":"payment","on":"2024-02-05","amount":"1.00","reference":"{reference}"{seq}}}"#
+    arrears_testkit::payment(
+        loan,
+        "2024-02-05",
+        "1.00",
+        &format!(r#","reference":"{reference}"{seq}"#),
     )
 }
 
 /// `arrears --store STORE ARGS…` with `input` on standard input.
 fn arrears(store: &str, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run(BIN, store, args, Some(input))
 }
 
 fn text(b: &[u8]) -> String {
@@ -233,7 +216,7 @@ fn a_conflict_reads_the_same_as_on_sled() {
     let loan = Uuid::from_u128(0x77);
     let mut messages = Vec::new();
     for store in [db.url.expose().to_owned(), sled.display().to_string()] {
-        assert!(arrears(&store, &["append"], &(disbursed(&loan) + "\n"))
+        assert!(arrears(&store, &["append"], &(disbursed(loan) + "\n"))
             .status
             .success());
         let out = arrears(&store, &["append"], &(payment(&loan, Some(5), "x") + "\n"));
@@ -299,7 +282,7 @@ fn another_schema_version_is_refused() {
     let db = TempDb::new();
     let url = db.url.expose().to_owned();
     let loan = Uuid::from_u128(0x99);
-    assert!(arrears(&url, &["append"], &(disbursed(&loan) + "\n"))
+    assert!(arrears(&url, &["append"], &(disbursed(loan) + "\n"))
         .status
         .success());
     {
@@ -334,14 +317,7 @@ fn copy_sled_to_postgres_to_a_new_sled_keeps_everything() {
     let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
     let (a, b) = (a.display().to_string(), b.display().to_string());
     let book = dir.path().join("book.jsonl");
-    let out = Command::new(BIN)
-        .args([
-            "generate", "--loans", "300", "--seed", "3", "--days", "120", "--out",
-        ])
-        .arg(&book)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate_to(BIN, 300, 3, 120, &book);
     let lines: Vec<String> = std::fs::read_to_string(&book)
         .unwrap()
         .lines()
@@ -385,41 +361,6 @@ fn copy_sled_to_postgres_to_a_new_sled_keeps_everything() {
     assert_eq!(ok(arrears(&pg, &["digest"], "")), digest);
 }
 
-/// Write `streams` (one loan's events each) as a sled store of the old on-disk format 1:
-/// encoding-2 chunks, `h` heads, an `i` id index, one `l` log run per loan.
-fn write_format1(path: &std::path::Path, streams: &[Vec<arrears_core::event::Event>]) {
-    let db = sled::open(path).unwrap();
-    let t = db.open_tree("arrears").unwrap();
-    t.insert(b"mformat", &1u32.to_be_bytes()).unwrap();
-    let mut pos = 1u64;
-    for evs in streams {
-        let loan = evs[0].loan_id;
-        let mut chunk2 = vec![2u8];
-        chunk2.extend_from_slice(&arrears_store::chunk::encode_events(evs));
-        let cat = |parts: &[&[u8]]| parts.concat();
-        let (l, last) = (loan.as_bytes(), evs.last().unwrap());
-        t.insert(cat(&[b"e", l, &1u64.to_be_bytes()]), chunk2)
-            .unwrap();
-        let head = cat(&[
-            &last.seq.to_be_bytes(),
-            &last.hash.0,
-            &last.recorded_at.timestamp_micros().to_be_bytes(),
-        ]);
-        t.insert(cat(&[b"h", l]), head).unwrap();
-        for e in evs {
-            t.insert(
-                cat(&[b"i", e.event_id.as_bytes()]),
-                cat(&[l, &e.seq.to_be_bytes()]),
-            )
-            .unwrap();
-        }
-        let run = cat(&[l, &1u64.to_be_bytes(), &(evs.len() as u32).to_be_bytes()]);
-        t.insert(cat(&[b"l", &pos.to_be_bytes()]), run).unwrap();
-        pos += evs.len() as u64;
-    }
-    db.flush().unwrap();
-}
-
 /// `copy` is also the way off an old on-disk format: a format-1 sled store (which this build
 /// opens only to read) is copied to PostgreSQL with the same digest.
 #[test]
@@ -445,7 +386,7 @@ fn copy_reads_a_format_1_store() {
     }
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.db");
-    write_format1(&old, &streams);
+    write_sled_format1(&old, &streams);
     let old = old.display().to_string();
     let out = arrears(&old, &["digest"], "");
     assert_eq!(out.status.code(), Some(1));
@@ -468,14 +409,7 @@ fn killed_appends_leave_whole_batches_and_keep_acknowledged_events() {
     let url = db.url.expose().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let book = dir.path().join("book.jsonl");
-    let out = Command::new(BIN)
-        .args([
-            "generate", "--loans", "1500", "--seed", "5", "--days", "90", "--out",
-        ])
-        .arg(&book)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    generate_to(BIN, 1500, 5, 90, &book);
     let lines = std::fs::read_to_string(&book).unwrap().lines().count();
     const BATCH: usize = 100;
     let mut acked: Vec<Uuid> = Vec::new();
@@ -490,8 +424,8 @@ fn killed_appends_leave_whole_batches_and_keep_acknowledged_events() {
             break;
         }
         assert_eq!(stored % BATCH, 0, "a partial batch is stored: {stored}");
-        let mut child = Command::new(BIN)
-            .args(["--store", &url, "append", "--batch", &BATCH.to_string()])
+        let mut child = command(BIN, &url)
+            .args(["append", "--batch", &BATCH.to_string()])
             .args(["--skip-lines", &stored.to_string()])
             .arg(&book)
             .stdout(Stdio::piped())
@@ -529,15 +463,8 @@ fn killed_appends_leave_whole_batches_and_keep_acknowledged_events() {
     // Catch up without kills, then the whole book must be stored exactly once.
     let before: usize = stored(&db).values().map(|v| v.len()).sum();
     assert_eq!(before % BATCH, 0, "a partial batch is stored: {before}");
-    let out = Command::new(BIN)
-        .args([
-            "--store",
-            &url,
-            "append",
-            "--quiet",
-            "--batch",
-            &BATCH.to_string(),
-        ])
+    let out = command(BIN, &url)
+        .args(["append", "--quiet", "--batch", &BATCH.to_string()])
         .args(["--skip-lines", &before.to_string()])
         .arg(&book)
         .output()

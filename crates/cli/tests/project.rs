@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use arrears_testkit::{err, generate, out, run};
+use arrears_testkit::{
+    err, export_events_parquet, export_parquet, exported_events, generate, out, run, success,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
@@ -13,17 +15,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 fn project(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut all = vec!["project"];
     all.extend_from_slice(args);
-    run(BIN, &dir.join("no-store"), &all, stdin)
+    run(BIN, dir.join("no-store"), &all, stdin)
 }
 
 fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        err(&o)
-    );
-    out(&o)
+    success(&o)
 }
 
 /// A generated book appended to a store in `dir`; returns (store, book).
@@ -49,26 +45,9 @@ fn replay(store: &Path, extra: &[&str]) -> String {
 fn project_over_exported_events_equals_replay_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let (store, book) = stored_book(dir.path(), 1500, 21);
-    let events = ok(run(
-        BIN,
-        &store,
-        &["export", "--events", "--format", "jsonl"],
-        None,
-    ));
+    let events = exported_events(BIN, &store);
     let parquet = dir.path().join("events.parquet");
-    ok(run(
-        BIN,
-        &store,
-        &[
-            "export",
-            "--events",
-            "--format",
-            "parquet",
-            "--out",
-            parquet.to_str().unwrap(),
-        ],
-        None,
-    ));
+    export_events_parquet(BIN, &store, &parquet);
     assert_eq!(events.lines().count(), book.lines().count());
     for when in [
         vec!["--as-of", "2024-06-29"],
@@ -129,12 +108,7 @@ fn project_of_input_events_equals_append_then_replay() {
 fn project_over_a_partition_of_the_loans_equals_the_matching_replay_lines() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = stored_book(dir.path(), 1200, 23);
-    let events = ok(run(
-        BIN,
-        &store,
-        &["export", "--events", "--format", "jsonl"],
-        None,
-    ));
+    let events = exported_events(BIN, &store);
     let want = replay(&store, &["--as-of", "2024-06-29"]);
     let loan_of = |line: &str| -> String {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -163,12 +137,7 @@ fn project_over_a_partition_of_the_loans_equals_the_matching_replay_lines() {
 fn project_rejects_a_broken_chain_naming_loan_and_seq() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = stored_book(dir.path(), 200, 24);
-    let events = ok(run(
-        BIN,
-        &store,
-        &["export", "--events", "--format", "jsonl"],
-        None,
-    ));
+    let events = exported_events(BIN, &store);
     let lines: Vec<&str> = events.lines().collect();
     let (i, payment) = lines
         .iter()
@@ -252,20 +221,7 @@ fn parquet_input_errors_are_named() {
     let (store, _) = stored_book(dir.path(), 50, 25);
     let proj = dir.path().join("proj.parquet");
     let p = proj.to_str().unwrap();
-    ok(run(
-        BIN,
-        &store,
-        &[
-            "export",
-            "--format",
-            "parquet",
-            "--as-of",
-            "2024-06-29",
-            "--out",
-            p,
-        ],
-        None,
-    ));
+    export_parquet(BIN, &store, "2024-06-29", &proj);
     // A projections file is not an events file.
     let o = project(
         dir.path(),
@@ -310,33 +266,8 @@ fn parquet_export_is_deterministic() {
     for (k, s) in [&store, &store, &store2].iter().enumerate() {
         let ev = dir.path().join(format!("ev{k}.parquet"));
         let pr = dir.path().join(format!("pr{k}.parquet"));
-        ok(run(
-            BIN,
-            s,
-            &[
-                "export",
-                "--events",
-                "--format",
-                "parquet",
-                "--out",
-                ev.to_str().unwrap(),
-            ],
-            None,
-        ));
-        ok(run(
-            BIN,
-            s,
-            &[
-                "export",
-                "--format",
-                "parquet",
-                "--as-of",
-                "2024-06-29",
-                "--out",
-                pr.to_str().unwrap(),
-            ],
-            None,
-        ));
+        export_events_parquet(BIN, s, &ev);
+        export_parquet(BIN, s, "2024-06-29", &pr);
         files.push((std::fs::read(ev).unwrap(), std::fs::read(pr).unwrap()));
     }
     assert!(files[0].0.starts_with(b"PAR1") && files[0].1.starts_with(b"PAR1"));

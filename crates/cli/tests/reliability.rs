@@ -1,28 +1,26 @@
 //! Concurrent writers, hostile input, overflow safety, tamper evidence and store misuse.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use arrears_cli::ledger::{parse_line, AppendOptions, AppendReport, Failure, Ledger};
 use arrears_core::chain::compute_hash;
 use arrears_core::Policy;
 use arrears_store::{chunk, AppendError};
-use chrono::{TimeZone, Utc};
+use arrears_testkit::{command, err, now, payment, temp_store, Disbursed};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
 
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap()
-}
-
 fn disbursed(loan: &str, principal: &str, rate: &str) -> String {
-    format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"{principal}","terms":{{"daily_rate":"{rate}","penalty_multiplier":"1","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    )
+    Disbursed::new(loan)
+        .principal(principal)
+        .daily_rate(rate)
+        .penalty_multiplier("1")
+        .to_string()
 }
 
 fn ledger(dir: &Path) -> Ledger {
@@ -68,10 +66,17 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
                 for k in 0..40 {
                     let loan = &loans[(t + k) % loans.len()];
                     let head = l.store().stream(loan.parse().unwrap(), None).unwrap().len() as u64;
-                    let line = format!(r#"{{"loan_id":"{loan}","type":"payment","on":"2024-01-15","amount":"0.01","seq":{}}}"#, head + 1);
+                    let line = payment(
+                        loan,
+                        "2024-01-15",
+                        "0.01",
+                        &format!(r#","seq":{}"#, head + 1),
+                    );
                     match l.append(vec![parse_line(&line, 1, &p).unwrap()], now()) {
                         Ok(_) => won += 1,
-                        Err(AppendError::Conflict { expected, head: h, .. }) => {
+                        Err(AppendError::Conflict {
+                            expected, head: h, ..
+                        }) => {
                             assert_eq!(expected, head + 1);
                             assert!(h > head, "a conflict means someone else appended");
                             lost += 1;
@@ -296,8 +301,7 @@ fn tamper(edit: impl FnOnce(&mut Vec<arrears_core::Event>)) -> String {
 /// As [`tamper`]; with `fix_header` the chunk's header is rewritten to match the edited events
 /// too (a careful forger).
 fn tamper_with(edit: impl FnOnce(&mut Vec<arrears_core::Event>), fix_header: bool) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
+    let (_dir, store) = temp_store();
     {
         let l = ledger(&store);
         let p = Policy::default();
@@ -337,15 +341,9 @@ fn tamper_with(edit: impl FnOnce(&mut Vec<arrears_core::Event>), fix_header: boo
             .unwrap();
         db.flush().unwrap();
     }
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
-        .arg("verify")
-        .env_remove("ARREARS_STORE")
-        .output()
-        .unwrap();
+    let out = command(BIN, &store).arg("verify").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "tampering went unnoticed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    err(&out)
 }
 
 #[test]
@@ -405,8 +403,7 @@ fn verify_names_the_first_broken_event() {
     assert!(e.contains("4 log entries for 3 events"), "{e}");
     // Undecodable bytes are corruption with a position.
     let e = {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("db");
+        let (_dir, store) = temp_store();
         {
             let l = ledger(&store);
             l.append(
@@ -424,26 +421,18 @@ fn verify_names_the_first_broken_event() {
             db.flush().unwrap();
             assert!(chunk::decode(&tree.scan_prefix([b'e']).next().unwrap().unwrap().1).is_err());
         }
-        let out = Command::new(BIN)
-            .arg("--store")
-            .arg(&store)
-            .arg("verify")
-            .output()
-            .unwrap();
+        let out = command(BIN, &store).arg("verify").output().unwrap();
         assert_eq!(out.status.code(), Some(1));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        err(&out)
     };
     assert!(e.contains(&at(1)) && e.contains("corrupt"), "{e}");
 }
 
 #[test]
 fn a_store_held_by_another_process_is_refused_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
+    let (_dir, store) = temp_store();
     // `append` from a stdin that never closes holds the store open.
-    let mut holder = Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
+    let mut holder = command(BIN, &store)
         .arg("append")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -470,20 +459,15 @@ fn a_store_held_by_another_process_is_refused_at_once() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let started = std::time::Instant::now();
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
-        .arg("verify")
-        .output()
-        .unwrap();
+    let out = command(BIN, &store).arg("verify").output().unwrap();
     let elapsed = started.elapsed();
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is in use by another process"),
+        err(&out).contains("is in use by another process"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err(&out)
     );
     // A guard against waiting on the lock, not a speed check: a refusal is one failed
     // `flock`, so even a very slow machine stays far below this.
@@ -495,21 +479,14 @@ fn a_store_held_by_another_process_is_refused_at_once() {
 
 #[test]
 fn a_newer_on_disk_format_is_refused_by_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
+    let (_dir, store) = temp_store();
     {
         drop(ledger(&store));
         let (db, tree) = raw_tree(&store);
         tree.insert(b"mformat", &7u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(&store)
-        .args(["show", LOAN])
-        .output()
-        .unwrap();
+    let out = command(BIN, &store).args(["show", LOAN]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("has on-disk format 7; this build reads format 2 — upgrade arrears"));
+    assert!(err(&out).contains("has on-disk format 7; this build reads format 2 — upgrade arrears"));
 }

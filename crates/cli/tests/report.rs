@@ -8,16 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arrears_testkit::{err, generate, out, run};
+use arrears_testkit::{err, generate, run, temp_store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn ok(store: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let o = run(BIN, store, args, stdin);
-    assert!(o.status.success(), "{args:?}: {}", err(&o));
-    out(&o)
+    arrears_testkit::ok(BIN, store, args, stdin)
 }
 
 fn chromium(args: &[&str], url: &str) -> String {
@@ -241,8 +239,7 @@ fn check_png(path: &Path) {
 
 #[test]
 fn the_report_renders_in_chromium_with_the_projection_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     let loan = "7e000000-0000-4000-8000-000000000001";
     ok(&s, &["append", "--quiet"], Some(&eventful(loan)));
     let as_of = "2024-06-30";
@@ -290,8 +287,7 @@ fn the_report_renders_in_chromium_with_the_projection_numbers() {
 
 #[test]
 fn generated_loans_render_with_their_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     ok(&s, &["append", "--quiet"], Some(&generate(BIN, 40, 11)));
     let as_of = "2024-05-31";
     let replay = ok(&s, &["replay", "--as-of", as_of], None);

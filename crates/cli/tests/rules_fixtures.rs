@@ -14,7 +14,7 @@
 //! review the diff like code — the answers were computed by hand first (each case's README).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::Event;
@@ -23,20 +23,16 @@ use arrears_core::parse::parse_date;
 use arrears_core::validate::validate;
 use arrears_core::{parse_event, Policy};
 use arrears_projection::DecideGate;
-use chrono::{TimeZone, Utc};
+use arrears_testkit::fixtures::{check_all, clock, finish, read_expected, workspace_dir};
 use serde_json::Value;
 use uuid::Uuid;
-
-fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/rules")
-}
 
 /// The case's events, sealed per loan, grouped by loan (in loan_id order).
 fn load(dir: &Path, policy: &Policy) -> Result<BTreeMap<Uuid, Vec<Event>>, String> {
     let text = std::fs::read_to_string(dir.join("events.jsonl")).map_err(|e| e.to_string())?;
     let mut loans: BTreeMap<Uuid, Vec<Event>> = BTreeMap::new();
     let mut gate = DecideGate::new(policy);
-    let now = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
+    let now = clock();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -120,9 +116,7 @@ fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
     };
     let loans = load(dir, &policy)?;
     let path = dir.join("expected.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    let mut queries: Vec<Value> =
-        serde_json::from_str(&text).map_err(|e| format!("expected.json: {e}"))?;
+    let mut queries = read_expected(&path)?;
     let mut diffs = Vec::new();
     for (i, q) in queries.iter_mut().enumerate() {
         let (key, got) = answer(q, &loans, &policy).map_err(|e| format!("query {i}: {e}"))?;
@@ -134,43 +128,21 @@ fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
         }
         q[key] = got;
     }
-    if regen {
-        let mut out = serde_json::to_string_pretty(&queries).unwrap();
-        out.push('\n');
-        std::fs::write(&path, out).map_err(|e| e.to_string())?;
-    } else if !diffs.is_empty() {
-        return Err(diffs.join("\n"));
-    }
-    Ok(queries.len())
+    finish(&path, &queries, &diffs, regen)
 }
 
 #[test]
 fn rules_fixtures() {
-    let regen = std::env::var_os("ARREARS_REGEN").is_some();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(cases_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("events.jsonl").exists())
-        .collect();
-    cases.sort();
-    let mut failures = Vec::new();
-    let mut queries = 0;
-    for case in &cases {
-        match run_case(case, regen) {
-            Ok(n) => queries += n,
-            Err(e) => failures.push(format!(
-                "{}:\n{e}",
-                case.file_name().unwrap().to_string_lossy()
-            )),
-        }
-    }
+    let root = workspace_dir(env!("CARGO_MANIFEST_DIR"), "fixtures/rules");
+    let checked = check_all(&root, "rule fixture", run_case);
     assert!(
-        failures.is_empty(),
-        "{} of {} rule fixture cases differ:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
+        checked.cases >= 5,
+        "only {} rule fixture cases",
+        checked.cases
     );
-    assert!(cases.len() >= 5, "only {} rule fixture cases", cases.len());
-    assert!(queries >= cases.len(), "only {queries} queries");
+    assert!(
+        checked.queries >= checked.cases,
+        "only {} queries",
+        checked.queries
+    );
 }

@@ -8,18 +8,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 
-use arrears_testkit::{disbursed, err, generate, out, payment, run};
+use arrears_testkit::{command, disbursed, err, payment, run, signal, temp_store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_arrears");
 
 fn ok(store: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let o = run(BIN, store, args, stdin);
-    assert!(o.status.success(), "{args:?}: {}", err(&o));
-    out(&o)
+    arrears_testkit::ok(BIN, store, args, stdin)
 }
 
 /// A running `arrears serve`; killed on drop if a test failed before stopping it.
@@ -31,11 +29,8 @@ struct Server {
 
 impl Server {
     fn start(store: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("--store")
-            .arg(store)
+        let mut child = command(BIN, store)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("ARREARS_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -64,9 +59,15 @@ impl Server {
         request(&self.addr, "POST", path, body.as_bytes())
     }
 
+    /// How many events `GET /loans/LOAN/events` lists.
+    fn stored_events(&self, loan: &str) -> usize {
+        let events = self.get(&format!("/loans/{loan}/events")).json();
+        events.as_array().unwrap().len()
+    }
+
     /// SIGTERM, then wait for the exit: (exit code, standard error).
     fn terminate(mut self) -> (Option<i32>, String) {
-        signal(&self.child, "TERM");
+        signal(self.child.id(), "TERM");
         let status = self.child.wait().unwrap();
         let mut e = String::new();
         self.child
@@ -86,15 +87,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 #[derive(Debug)]
@@ -166,14 +158,7 @@ fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
 }
 
 fn booked(loans: u64, seed: u64) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("db");
-    ok(
-        &store,
-        &["append", "--quiet"],
-        Some(&generate(BIN, loans, seed)),
-    );
-    (dir, store)
+    arrears_testkit::booked(BIN, loans, seed)
 }
 
 #[test]
@@ -292,8 +277,7 @@ fn every_read_endpoint_answers_what_the_cli_prints() {
 
 #[test]
 fn errors_are_json_with_status_codes_and_the_cli_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (dir, s) = temp_store();
     let loan = "5e000000-0000-4000-8000-000000000001";
     let bad_amount = format!(
         "{}\n{}\n",
@@ -332,14 +316,7 @@ fn errors_are_json_with_status_codes_and_the_cli_messages() {
     let (status, kind, msg) = srv.post("/events", &early).error();
     assert_eq!((status, kind.as_str()), (400, "rejected_input"));
     assert!(msg.starts_with("line 2: "), "{msg}");
-    assert_eq!(
-        srv.get(&format!("/loans/{loan}/events"))
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(srv.stored_events(loan), 1);
     // A seq conflict is 409.
     let (status, kind, msg) = srv
         .post(
@@ -463,8 +440,7 @@ fn errors_are_json_with_status_codes_and_the_cli_messages() {
 
 #[test]
 fn a_re_post_is_idempotent_and_sigterm_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("db");
+    let (_dir, s) = temp_store();
     let loan = "5e000000-0000-4000-8000-000000000002";
     let srv = Server::start(&s);
     let first = format!(
@@ -485,14 +461,7 @@ fn a_re_post_is_idempotent_and_sigterm_loses_no_acknowledged_write() {
     let b = srv.post("/events", &first);
     assert_eq!(b.status, 200, "all already stored");
     assert_eq!(a.body, b.body, "a re-POST returns the stored events");
-    assert_eq!(
-        srv.get(&format!("/loans/{loan}/events"))
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(srv.stored_events(loan), 2);
 
     // A client keeps posting payments (each with its own event_id) and records what was
     // acknowledged; after 30 acknowledgements the server gets SIGTERM while it goes on.

@@ -20,14 +20,7 @@ fn spark_cluster_replay_equals_local_replay() {
     }
     let dir = tempfile::tempdir().unwrap();
     let book = dir.path().join("book.jsonl");
-    let gen = Command::new(BIN)
-        .args([
-            "generate", "--loans", "300", "--seed", "11", "--days", "365", "--out",
-        ])
-        .arg(&book)
-        .output()
-        .unwrap();
-    assert!(gen.status.success());
+    arrears_testkit::generate_to(BIN, 300, 11, 365, &book);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scale/spark.sh");
     let mut child = Command::new("bash")
         .arg(script)

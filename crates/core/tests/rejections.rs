@@ -10,7 +10,8 @@ fn disbursed(patch: &str) -> String {
     format!(r#"{{"loan_id":"{LOAN}","type":"disbursed","on":"2024-01-01",{patch}}}"#)
 }
 
-const TERMS: &str = r#""terms":{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{"kind":"bullet","days":30}}"#;
+/// SPEC §7's terms (`"terms":{…}`).
+const TERMS: &str = arrears_testkit::BULLET_TERMS;
 
 /// Parse and validate under the default policy; the error message.
 fn err(line: &str) -> String {

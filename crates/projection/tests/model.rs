@@ -282,6 +282,58 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
     history
 }
 
+/// The spec's as-of day and `known_at` pick, and the closed form's §7 object there (as JSON, to
+/// compare with the naive reference's).
+fn closed_form(
+    spec: &Spec,
+    events: &[Event],
+    policy: &Policy,
+) -> (
+    NaiveDate,
+    Option<chrono::DateTime<Utc>>,
+    Option<serde_json::Value>,
+) {
+    let as_of = plus(events[0].business_date(), spec.as_of_offset);
+    let known_at = spec
+        .known_at_pick
+        .and_then(|i| events.get(i))
+        .map(|e| e.recorded_at);
+    let fast = replay(events, as_of, known_at, policy)
+        .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+    (as_of, known_at, fast)
+}
+
+/// The stream as JSON lines, for a failing case's message.
+fn lines_of(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| e.to_json())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The stream projected on the spec's as-of day (`as_of_offset` days after the first event).
+fn at_spec_as_of(spec: &Spec, events: &[Event], policy: &Policy) -> arrears_projection::Projection {
+    replay(
+        events,
+        plus(events[0].business_date(), spec.as_of_offset),
+        None,
+        policy,
+    )
+    .unwrap()
+}
+
+/// The first `n` specs of the deterministic runner (the same on every run) and their streams,
+/// the empty streams left out.
+fn streams(n: usize, policy: &Policy) -> impl Iterator<Item = (Spec, Vec<Event>)> + '_ {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    (0..n).filter_map(move |_| {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let events = build(&spec, policy);
+        (!events.is_empty()).then_some((spec, events))
+    })
+}
+
 fn dec(v: &serde_json::Value, path: &[&str]) -> Decimal {
     let mut x = v;
     for p in path {
@@ -298,12 +350,9 @@ proptest! {
         let policy = Policy::default();
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
-        let on = events[0].business_date();
-        let as_of = plus(on, spec.as_of_offset);
-        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
-        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
         let naive = reference::project(&events, as_of, known_at, &policy.name);
-        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+        prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
         if let Some(p) = fast {
             // Identities: paid + outstanding + waived = charged, per component.
             let inst_principal: Decimal = p["installments"].as_array().unwrap().iter().map(|i| dec(i, &["principal"])).sum();
@@ -447,12 +496,9 @@ proptest! {
         policy.cost_cap.annual_rate = ["0", "0.05", "0.18", "0.24"][cap_idx].parse().unwrap();
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
-        let on = events[0].business_date();
-        let as_of = plus(on, spec.as_of_offset);
-        let known_at = spec.known_at_pick.and_then(|i| events.get(i)).map(|e| e.recorded_at);
-        let fast = replay(&events, as_of, known_at, &policy).map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
+        let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
         let naive = reference::project_capped(&events, as_of, known_at, &policy.name, Some(policy.cost_cap.annual_rate));
-        prop_assert_eq!(&fast, &naive, "events: {}", events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join("\n"));
+        prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
     }
 
     #[test]
@@ -471,13 +517,7 @@ proptest! {
 #[test]
 fn snapshot_projection_equals_full_replay() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..200 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (_, events) in streams(200, &policy) {
         let snap = arrears_projection::Snapshot::build(&events, &policy).unwrap();
         let decoded = arrears_projection::Snapshot::decode(&snap.encode()).unwrap();
         assert_eq!(decoded, snap);
@@ -536,13 +576,7 @@ fn streams_cover_the_interesting_cases() {
             }
             last = last.max(e.business_date());
         }
-        let p = replay(
-            &events,
-            plus(events[0].business_date(), spec.as_of_offset),
-            None,
-            &policy,
-        )
-        .unwrap();
+        let p = at_spec_as_of(&spec, &events, &policy);
         if !p.penalty_accrued.is_zero() {
             penalty += 1;
             if spec.grace > 0 {
@@ -607,15 +641,9 @@ fn long_schedules_match_reference() {
 #[test]
 fn streams_break_every_collection_rule() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut contacts = 0;
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (_, events) in streams(400, &policy) {
         contacts += events
             .iter()
             .filter(|e| matches!(e.body, Body::Contact(_)))
@@ -627,22 +655,10 @@ fn streams_break_every_collection_rule() {
     }
     eprintln!("contacts {contacts}, findings {seen:?}");
     // Promises to pay: kept, open and broken ones, and broken ones escalating without extension.
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut status: std::collections::BTreeMap<String, usize> = Default::default();
     let mut escalated_by_promise_alone = 0;
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
-        let p = replay(
-            &events,
-            plus(events[0].business_date(), spec.as_of_offset),
-            None,
-            &policy,
-        )
-        .unwrap();
+    for (spec, events) in streams(400, &policy) {
+        let p = at_spec_as_of(&spec, &events, &policy);
         if let Some(pr) = &p.promise {
             *status.entry(format!("{:?}", pr.status)).or_default() += 1;
             if p.broken_promise && p.extensions == 0 {
@@ -683,14 +699,8 @@ fn streams_reach_the_cost_cap() {
     };
     capped.cost_cap.stop_penalty = true;
     capped.cost_cap.annual_rate = "0.18".parse().unwrap();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
     let (mut stopped, mut partial) = (0, 0);
-    for _ in 0..400 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &plain);
-        if events.is_empty() {
-            continue;
-        }
+    for (spec, events) in streams(400, &plain) {
         let as_of = plus(events[0].business_date(), spec.as_of_offset);
         let a = fold(&events, as_of, None, &plain).unwrap();
         let b = fold(&events, as_of, None, &capped).unwrap();
@@ -714,13 +724,7 @@ fn streams_reach_the_cost_cap() {
 #[test]
 fn cost_measure_matches_its_definition_day_by_day() {
     let policy = Policy::default();
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..200 {
-        let spec = spec().new_tree(&mut runner).unwrap().current();
-        let events = build(&spec, &policy);
-        if events.is_empty() {
-            continue;
-        }
+    for (spec, events) in streams(200, &policy) {
         let on = events[0].business_date();
         let as_of = plus(on, spec.as_of_offset);
         let loan = fold(&events, as_of, None, &policy).unwrap();

@@ -23,6 +23,8 @@ pub mod memory;
 pub mod postgres;
 pub mod sled_backend;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 
 use arrears_core::event::{Event, Timestamp};
 use uuid::Uuid;

@@ -4,35 +4,25 @@
 
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Body, Event, NewEvent, Payment};
-use arrears_core::{parse_event, validate::validate, Policy};
 use arrears_store::postgres::testing::TempDb;
+use arrears_store::testing::log_entries;
 use arrears_store::{
     chunk, AppendError, Backend, Gate, MemoryBackend, Mode, OpenGate, PostgresBackend, SealedBatch,
     SealedLoan, SledBackend, Store, StoreError,
 };
+use arrears_testkit::events::event;
+use arrears_testkit::{payment, store_now};
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
 
 const LOAN: &str = "00000000-0000-0000-0000-0000000000aa";
 
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
-}
-
 fn loan() -> Uuid {
     LOAN.parse().unwrap()
 }
 
-fn ev(line: &str) -> NewEvent {
-    let (mut e, _) = parse_event(line).unwrap();
-    validate(&mut e, &Policy::default()).unwrap();
-    e
-}
-
 fn disbursed_for(loan: Uuid) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    ))
+    event(&arrears_testkit::disbursed(loan))
 }
 
 fn disbursed() -> NewEvent {
@@ -40,9 +30,7 @@ fn disbursed() -> NewEvent {
 }
 
 fn pay(extra: &str) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"10.00"{extra}}}"#
-    ))
+    event(&payment(LOAN, "2024-02-05", "10.00", extra))
 }
 
 fn chain_ok(events: &[Event]) -> bool {
@@ -149,13 +137,17 @@ impl Fixture for Postgres {
 fn seqs_are_contiguous_and_the_chain_verifies<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let out = s
-        .append(vec![disbursed(), pay(""), pay("")], &mut OpenGate, now())
+        .append(
+            vec![disbursed(), pay(""), pay("")],
+            &mut OpenGate,
+            store_now(),
+        )
         .unwrap();
     assert_eq!(
         out.iter().map(|a| a.event.seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
+    s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
     let stream = s.stream(loan(), None).unwrap();
     assert_eq!(
         stream.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -185,16 +177,11 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
     s.append(
         vec![disbursed(), pay(""), disbursed_for(other), pay("")],
         &mut OpenGate,
-        now(),
+        store_now(),
     )
     .unwrap();
-    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
-    let log: Vec<(u64, Uuid, u64)> = s
-        .log(1, 10)
-        .unwrap()
-        .iter()
-        .map(|e| (e.position, e.loan_id, e.seq))
-        .collect();
+    s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
+    let log = log_entries(&s, 10);
     assert_eq!(
         log,
         vec![
@@ -227,9 +214,10 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
 
 fn wrong_expected_seq_is_a_conflict_and_writes_nothing<F: Fixture>() {
     let (s, _keep) = F::fresh();
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
     let e = s
-        .append(vec![pay(r#","seq":3"#)], &mut OpenGate, now())
+        .append(vec![pay(r#","seq":3"#)], &mut OpenGate, store_now())
         .unwrap_err();
     assert!(
         matches!(
@@ -247,24 +235,25 @@ fn wrong_expected_seq_is_a_conflict_and_writes_nothing<F: Fixture>() {
         format!("seq: conflict: expected seq 3 but loan {LOAN} is at seq 1 (next is 2)")
     );
     assert_eq!(s.stream(loan(), None).unwrap().len(), 1);
-    s.append(vec![pay(r#","seq":2"#)], &mut OpenGate, now())
+    s.append(vec![pay(r#","seq":2"#)], &mut OpenGate, store_now())
         .unwrap();
 }
 
 fn same_event_id_is_idempotent_and_other_content_is_refused<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let id = "11111111-2222-4333-8444-555555555555";
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
     let first = s
         .append(
             vec![pay(&format!(r#","event_id":"{id}""#))],
             &mut OpenGate,
-            now(),
+            store_now(),
         )
         .unwrap();
     assert!(!first[0].existed);
     // Same content (and a later clock): returns the stored event, writes nothing.
-    let later = now() + chrono::Duration::hours(1);
+    let later = store_now() + chrono::Duration::hours(1);
     let again = s
         .append(
             vec![pay(&format!(r#","event_id":"{id}""#))],
@@ -285,8 +274,11 @@ fn same_event_id_is_idempotent_and_other_content_is_refused<F: Fixture>() {
         .unwrap();
     assert!(again[0].existed);
     // Other content: refused.
-    let other = ev(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"11.00","event_id":"{id}"}}"#
+    let other = event(&payment(
+        LOAN,
+        "2024-02-05",
+        "11.00",
+        &format!(r#","event_id":"{id}""#),
     ));
     let e = s.append(vec![other], &mut OpenGate, later).unwrap_err();
     assert!(matches!(e, AppendError::EventIdReused { .. }), "{e:?}");
@@ -315,31 +307,43 @@ fn same_event_id_is_idempotent_and_other_content_is_refused<F: Fixture>() {
     assert_eq!(s.stream(loan(), None).unwrap().len(), 3);
 }
 
-fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
-    let (s, keep) = F::fresh();
-    let id = "11111111-2222-4333-8444-777777777777";
+/// The suite's loan and another one disbursed, then a payment with event id `id` on the suite's
+/// loan. Returns the other loan.
+fn paid_with_id_beside_another_loan<B: Backend>(s: &Store<B>, id: &str) -> Uuid {
     let other = Uuid::from_u128(9);
     s.append(
         vec![disbursed(), disbursed_for(other)],
         &mut OpenGate,
-        now(),
+        store_now(),
     )
     .unwrap();
     s.append(
         vec![pay(&format!(r#","event_id":"{id}""#))],
         &mut OpenGate,
-        now(),
+        store_now(),
     )
     .unwrap();
+    other
+}
+
+fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
+    let (s, keep) = F::fresh();
+    let id = "11111111-2222-4333-8444-777777777777";
+    let other = paid_with_id_beside_another_loan(&s, id);
     let s = F::reopen(s, keep.as_ref()).unwrap_or_else(|| {
         // Memory: nothing to reopen; make a new handle-less check on the same store.
         unreachable!()
     });
-    let mut reused = ev(&format!(
-        r#"{{"loan_id":"{other}","type":"payment","on":"2024-02-05","amount":"10.00","event_id":"{id}"}}"#
+    let mut reused = event(&payment(
+        other,
+        "2024-02-05",
+        "10.00",
+        &format!(r#","event_id":"{id}""#),
     ));
     reused.loan_id = other;
-    let e = s.append(vec![reused], &mut OpenGate, now()).unwrap_err();
+    let e = s
+        .append(vec![reused], &mut OpenGate, store_now())
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("event_id: {id} is already stored with different content (stored for loan {LOAN})")
@@ -350,22 +354,12 @@ fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
 fn an_event_id_under_another_loan_is_found_in_the_same_process<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let id = "11111111-2222-4333-8444-888888888888";
-    let other = Uuid::from_u128(9);
-    s.append(
-        vec![disbursed(), disbursed_for(other)],
-        &mut OpenGate,
-        now(),
-    )
-    .unwrap();
-    s.append(
-        vec![pay(&format!(r#","event_id":"{id}""#))],
-        &mut OpenGate,
-        now(),
-    )
-    .unwrap();
+    let other = paid_with_id_beside_another_loan(&s, id);
     let mut reused = pay(&format!(r#","event_id":"{id}""#));
     reused.loan_id = other;
-    let e = s.append(vec![reused], &mut OpenGate, now()).unwrap_err();
+    let e = s
+        .append(vec![reused], &mut OpenGate, store_now())
+        .unwrap_err();
     assert!(
         matches!(e, AppendError::EventIdReused { index: 0, .. }),
         "{e:?}"
@@ -374,12 +368,13 @@ fn an_event_id_under_another_loan_is_found_in_the_same_process<F: Fixture>() {
 
 fn recorded_at_must_not_go_backwards_nor_far_ahead<F: Fixture>() {
     let (s, _keep) = F::fresh();
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
     let e = s
         .append(
             vec![pay(r#","recorded_at":"2024-03-01T11:59:59Z""#)],
             &mut OpenGate,
-            now(),
+            store_now(),
         )
         .unwrap_err();
     assert_eq!(
@@ -391,7 +386,7 @@ fn recorded_at_must_not_go_backwards_nor_far_ahead<F: Fixture>() {
         .append(
             vec![pay(r#","recorded_at":"2024-03-01T12:05:01Z""#)],
             &mut OpenGate,
-            now(),
+            store_now(),
         )
         .unwrap_err();
     assert!(
@@ -405,7 +400,7 @@ fn recorded_at_must_not_go_backwards_nor_far_ahead<F: Fixture>() {
     s.append(
         vec![pay(r#","recorded_at":"2024-03-01T12:05:00Z""#)],
         &mut OpenGate,
-        now(),
+        store_now(),
     )
     .unwrap();
     // Without recorded_at the store's clock is used, but never behind the previous event.
@@ -413,7 +408,7 @@ fn recorded_at_must_not_go_backwards_nor_far_ahead<F: Fixture>() {
         .append(
             vec![pay("")],
             &mut OpenGate,
-            now() - chrono::Duration::days(1),
+            store_now() - chrono::Duration::days(1),
         )
         .unwrap();
     assert_eq!(
@@ -444,9 +439,7 @@ impl Gate for RejectAmount {
 fn a_batch_with_one_bad_event_writes_nothing<F: Fixture>() {
     let (s, _keep) = F::fresh();
     let other_loan = Uuid::from_u128(9);
-    let bad = ev(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
-    ));
+    let bad = event(&payment(LOAN, "2024-02-05", "66.00", ""));
     let e = s
         .append(
             vec![
@@ -457,7 +450,7 @@ fn a_batch_with_one_bad_event_writes_nothing<F: Fixture>() {
                 pay(""),
             ],
             &mut RejectAmount("66.00"),
-            now(),
+            store_now(),
         )
         .unwrap_err();
     assert_eq!(e.index(), Some(3));
@@ -477,7 +470,7 @@ fn a_batch_with_one_bad_event_writes_nothing<F: Fixture>() {
 
 fn reopen_keeps_everything<F: Fixture>() {
     let (s, keep) = F::fresh();
-    s.append(vec![disbursed(), pay("")], &mut OpenGate, now())
+    s.append(vec![disbursed(), pay("")], &mut OpenGate, store_now())
         .unwrap();
     s.put_snapshots(vec![(loan(), b"snap".to_vec())]).unwrap();
     let before = s.stream(loan(), None).unwrap();
@@ -487,7 +480,7 @@ fn reopen_keeps_everything<F: Fixture>() {
     assert_eq!(s.stream(loan(), None).unwrap(), before);
     assert_eq!(&*s.snapshot(loan()).unwrap().unwrap(), b"snap");
     // The global log continues where it was.
-    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
+    s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
     assert_eq!(
         s.log(1, 10)
             .unwrap()
@@ -501,8 +494,9 @@ fn reopen_keeps_everything<F: Fixture>() {
 
 fn tampering_is_detected<F: Fixture>() {
     let (s, _keep) = F::fresh();
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
-    s.append(vec![pay("")], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
+    s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
     let digest = s.digest().unwrap();
     let (pos, hash) = digest.split_once('-').unwrap();
     assert_eq!(s.check_digest(pos.parse().unwrap(), hash).unwrap(), Ok(()));
@@ -535,7 +529,8 @@ fn tampering_is_detected<F: Fixture>() {
 
 fn a_digest_beyond_the_log_does_not_verify<F: Fixture>() {
     let (s, _keep) = F::fresh();
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
     let d = s.digest().unwrap();
     let (_, hash) = d.split_once('-').unwrap();
     let e = s.check_digest(99_999, hash).unwrap().unwrap_err();
@@ -550,10 +545,11 @@ fn a_digest_beyond_the_log_does_not_verify<F: Fixture>() {
 /// store's writer lock prevents this; across processes (PostgreSQL) the backend must.
 fn a_commit_from_a_stale_head_is_refused<F: Fixture>() {
     let (s, _keep) = F::fresh();
-    s.append(vec![disbursed()], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed()], &mut OpenGate, store_now())
+        .unwrap();
     let elsewhere = Store::new(MemoryBackend::new());
     let ev = elsewhere
-        .append(vec![disbursed()], &mut OpenGate, now())
+        .append(vec![disbursed()], &mut OpenGate, store_now())
         .unwrap()
         .remove(0)
         .event;
@@ -593,19 +589,17 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
             batch.push(p);
         }
     }
-    let mut bad = ev(&format!(
-        r#"{{"loan_id":"{LOAN}","type":"payment","on":"2024-02-05","amount":"66.00"}}"#
-    ));
+    let mut bad = event(&payment(LOAN, "2024-02-05", "66.00", ""));
     bad.loan_id = loans[7];
     let mut refused = batch.clone();
     refused.push(bad);
     let e = s
-        .append(refused, &mut RejectAmount("66.00"), now())
+        .append(refused, &mut RejectAmount("66.00"), store_now())
         .unwrap_err();
     assert_eq!(e.index(), Some(2000), "{e:?}");
     assert_eq!(s.log_len().unwrap(), 0);
     assert!(s.heads().unwrap().is_empty());
-    let out = s.append(batch, &mut OpenGate, now()).unwrap();
+    let out = s.append(batch, &mut OpenGate, store_now()).unwrap();
     assert_eq!(out.len(), 2000);
     assert_eq!(s.log_len().unwrap(), 2000);
     assert_eq!(s.heads().unwrap().len(), 400);
@@ -620,7 +614,7 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
         n.body = a.event.body.clone();
         again.push(n);
     }
-    let out = s.append(again, &mut OpenGate, now()).unwrap();
+    let out = s.append(again, &mut OpenGate, store_now()).unwrap();
     assert!(out.iter().all(|a| a.existed));
     assert_eq!(s.log_len().unwrap(), 2000);
 }

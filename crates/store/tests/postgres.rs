@@ -3,29 +3,19 @@
 //! shares is in `conformance.rs`.
 
 use arrears_core::event::NewEvent;
-use arrears_core::{parse_event, validate::validate, Policy};
 use arrears_store::postgres::testing::TempDb;
 use arrears_store::postgres::{redact, STREAM_MIN_EVENTS};
 use arrears_store::{Mode, OpenGate, PgUrl, PostgresBackend, Store};
-use chrono::{TimeZone, Utc};
+use arrears_testkit::events::event;
+use arrears_testkit::{payment, store_now};
 use uuid::Uuid;
 
-fn ev(line: &str) -> NewEvent {
-    let (mut e, _) = parse_event(line).unwrap();
-    validate(&mut e, &Policy::default()).unwrap();
-    e
-}
-
 fn disbursed(loan: &Uuid) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    ))
+    event(&arrears_testkit::disbursed(loan))
 }
 
 fn pay(loan: &Uuid) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{loan}","type":"payment","on":"2024-02-05","amount":"1.00"}}"#
-    ))
+    event(&payment(loan, "2024-02-05", "1.00", ""))
 }
 
 /// Two handles append large batches (streamed while sealed) to the same loans at once, in
@@ -34,7 +24,7 @@ fn pay(loan: &Uuid) -> NewEvent {
 #[test]
 fn racing_streamed_batches_are_all_stored() {
     let db = TempDb::new();
-    let now = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap();
+    let now = store_now();
     let loans: Vec<Uuid> = (0..300).map(|i| Uuid::from_u128(0x9000 + i)).collect();
     let first = Store::new(PostgresBackend::open(&db.url, Mode::Create).unwrap());
     first

@@ -4,35 +4,24 @@
 
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Event, NewEvent};
-use arrears_core::{parse_event, validate::validate, Policy};
 use arrears_store::sled_backend::{fingerprint, upgrade, FORMAT_VERSION, SEGMENT_LIMIT};
+use arrears_store::testing::{log_entries, write_sled_format1};
 use arrears_store::{chunk, Mode, OpenGate, SledBackend, Store, StoreError};
+use arrears_testkit::events::event;
+use arrears_testkit::{payment, store_now, temp_store};
 use chrono::{TimeZone, Utc};
 use std::path::Path;
 use uuid::Uuid;
 
 const LOAN: &str = "00000000-0000-0000-0000-0000000000aa";
 
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
-}
-
-fn ev(line: &str) -> NewEvent {
-    let (mut e, _) = parse_event(line).unwrap();
-    validate(&mut e, &Policy::default()).unwrap();
-    e
-}
-
 fn disbursed(loan: &Uuid) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{loan}","type":"disbursed","on":"2024-01-01","principal":"1000.00","terms":{{"daily_rate":"0.0005","penalty_multiplier":"1.5","grace_days":0,"compound":true,"repayment":{{"kind":"bullet","days":30}}}}}}"#
-    ))
+    event(&arrears_testkit::disbursed(loan))
 }
 
 fn pay(loan: &Uuid, reference: &str) -> NewEvent {
-    ev(&format!(
-        r#"{{"loan_id":"{loan}","type":"payment","on":"2024-02-05","amount":"10.00","reference":"{reference}"}}"#
-    ))
+    let reference = format!(r#","reference":"{reference}""#);
+    event(&payment(loan, "2024-02-05", "10.00", &reference))
 }
 
 fn create(dir: &Path) -> Store<SledBackend> {
@@ -51,10 +40,11 @@ fn an_append_writes_one_segment_per_loan_and_later_appends_extend_it() {
     s.append(
         vec![disbursed(&a), pay(&a, "1"), disbursed(&b)],
         &mut OpenGate,
-        now(),
+        store_now(),
     )
     .unwrap();
-    s.append(vec![pay(&a, "2")], &mut OpenGate, now()).unwrap();
+    s.append(vec![pay(&a, "2")], &mut OpenGate, store_now())
+        .unwrap();
     let segments: Vec<_> = s
         .backend()
         .raw_tree()
@@ -90,10 +80,11 @@ fn a_long_stream_continues_in_a_new_segment_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let s = create(&dir.path().join("db"));
     let a = Uuid::from_u128(1);
-    s.append(vec![disbursed(&a)], &mut OpenGate, now()).unwrap();
+    s.append(vec![disbursed(&a)], &mut OpenGate, store_now())
+        .unwrap();
     let mut n = 1;
     while s.backend().raw_tree().scan_prefix([b'e']).count() < 3 {
-        s.append(vec![pay(&a, &"x".repeat(200))], &mut OpenGate, now())
+        s.append(vec![pay(&a, &"x".repeat(200))], &mut OpenGate, store_now())
             .unwrap();
         n += 1;
         assert!(n < 10_000);
@@ -108,14 +99,13 @@ fn a_long_stream_continues_in_a_new_segment_past_the_limit() {
 
 #[test]
 fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let (_dir, path) = temp_store();
     let s = create(&path);
     let ids: Vec<Uuid> = (0..40u128).map(|i| Uuid::from_u128(1000 + i)).collect();
     for (i, id) in ids.iter().enumerate() {
         let mut d = disbursed(&Uuid::from_u128(i as u128 + 1));
         d.event_id = Some(*id);
-        s.append(vec![d], &mut OpenGate, now()).unwrap();
+        s.append(vec![d], &mut OpenGate, store_now()).unwrap();
     }
     let runs = s.backend().raw_tree().scan_prefix([b'f']).count();
     assert!(runs <= 32, "{runs} runs");
@@ -125,7 +115,7 @@ fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
     for (i, id) in ids.iter().enumerate().step_by(7) {
         let mut d = disbursed(&Uuid::from_u128(999));
         d.event_id = Some(*id);
-        let e = s.append(vec![d], &mut OpenGate, now()).unwrap_err();
+        let e = s.append(vec![d], &mut OpenGate, store_now()).unwrap_err();
         assert!(
             e.to_string().contains(&format!(
                 "stored for loan {}",
@@ -163,8 +153,7 @@ fn a_directory_that_is_not_a_store_is_refused() {
 
 #[test]
 fn newer_and_older_formats_are_refused_with_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let (_dir, path) = temp_store();
     {
         let s = create(&path);
         s.backend()
@@ -201,8 +190,7 @@ fn newer_and_older_formats_are_refused_with_what_to_do() {
 
 #[test]
 fn a_second_open_of_a_held_store_fails_at_once_naming_the_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let (_dir, path) = temp_store();
     let _held = create(&path);
     let started = std::time::Instant::now();
     let e = existing(&path).err().unwrap();
@@ -225,59 +213,23 @@ fn a_second_open_of_a_held_store_fails_at_once_naming_the_holder() {
     );
 }
 
-/// Write `events` (one loan's stream each, in order) as a format-1 store: encoding-2 chunks
-/// (one per loan), `h` heads, an `i` id index value per event, one `l` log run per loan.
-fn write_format1(path: &Path, streams: &[Vec<Event>]) {
-    let db = sled::open(path).unwrap();
-    let t = db.open_tree("arrears").unwrap();
-    t.insert(b"mformat", &1u32.to_be_bytes()).unwrap();
-    let mut pos = 1u64;
-    for evs in streams {
-        let loan = evs[0].loan_id;
-        let mut chunk2 = vec![2u8];
-        chunk2.extend_from_slice(&chunk::encode_events(evs));
-        let mut k = vec![b'e'];
-        k.extend_from_slice(loan.as_bytes());
-        k.extend_from_slice(&1u64.to_be_bytes());
-        t.insert(k, chunk2).unwrap();
-        let last = evs.last().unwrap();
-        let mut h = last.seq.to_be_bytes().to_vec();
-        h.extend_from_slice(&last.hash.0);
-        h.extend_from_slice(&last.recorded_at.timestamp_micros().to_be_bytes());
-        let mut hk = vec![b'h'];
-        hk.extend_from_slice(loan.as_bytes());
-        t.insert(hk, h).unwrap();
-        for e in evs {
-            let mut ik = vec![b'i'];
-            ik.extend_from_slice(e.event_id.as_bytes());
-            let mut iv = loan.as_bytes().to_vec();
-            iv.extend_from_slice(&e.seq.to_be_bytes());
-            t.insert(ik, iv).unwrap();
-        }
-        let mut lk = vec![b'l'];
-        lk.extend_from_slice(&pos.to_be_bytes());
-        let mut lv = loan.as_bytes().to_vec();
-        lv.extend_from_slice(&1u64.to_be_bytes());
-        lv.extend_from_slice(&(evs.len() as u32).to_be_bytes());
-        t.insert(lk, lv).unwrap();
-        pos += evs.len() as u64;
-    }
-    db.flush().unwrap();
-}
-
 #[test]
 fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
     let dir = tempfile::tempdir().unwrap();
     // Build the streams with a current store (memory), then lay them out as format 1.
     let mem = Store::new(arrears_store::MemoryBackend::new());
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    mem.append(vec![disbursed(&a), pay(&a, "1")], &mut OpenGate, now())
-        .unwrap();
-    mem.append(vec![disbursed(&b)], &mut OpenGate, now())
+    mem.append(
+        vec![disbursed(&a), pay(&a, "1")],
+        &mut OpenGate,
+        store_now(),
+    )
+    .unwrap();
+    mem.append(vec![disbursed(&b)], &mut OpenGate, store_now())
         .unwrap();
     let streams = vec![mem.stream(a, None).unwrap(), mem.stream(b, None).unwrap()];
     let path = dir.path().join("db");
-    write_format1(&path, &streams);
+    write_sled_format1(&path, &streams);
     assert!(matches!(
         existing(&path).err().unwrap(),
         StoreError::FormatTooOld { found: 1, .. }
@@ -292,12 +244,7 @@ fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
     assert_eq!(s.stream(b, None).unwrap(), streams[1]);
     // The log keeps its positions (a's two events, then b's); the digest is the same as the
     // same streams give in any store.
-    let log: Vec<(u64, Uuid, u64)> = s
-        .log(1, 10)
-        .unwrap()
-        .iter()
-        .map(|e| (e.position, e.loan_id, e.seq))
-        .collect();
+    let log = log_entries(&s, 10);
     assert_eq!(log, vec![(1, a, 1), (2, a, 2), (3, b, 1)]);
     assert_eq!(s.digest().unwrap(), mem.digest().unwrap());
     // Ids stay idempotent after the upgrade, within and across loans.
@@ -305,12 +252,12 @@ fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
         event_id: Some(streams[0][1].event_id),
         ..pay(&a, "1")
     };
-    assert!(s.append(vec![again], &mut OpenGate, now()).unwrap()[0].existed);
+    assert!(s.append(vec![again], &mut OpenGate, store_now()).unwrap()[0].existed);
     let across = NewEvent {
         event_id: Some(streams[0][1].event_id),
         ..pay(&b, "1")
     };
-    assert!(s.append(vec![across], &mut OpenGate, now()).is_err());
+    assert!(s.append(vec![across], &mut OpenGate, store_now()).is_err());
     // Upgrading twice is refused clearly.
     drop(s);
     assert!(upgrade(&path)
@@ -342,7 +289,7 @@ fn the_binary_encoding_round_trips_every_kind() {
         ),
     ];
     for (i, line) in lines.iter().enumerate() {
-        let new = ev(line);
+        let new = event(line);
         let mut e = Event {
             event_id: Uuid::from_u128(i as u128 + 1),
             loan_id: new.loan_id,
@@ -369,8 +316,7 @@ fn the_binary_encoding_round_trips_every_kind() {
 
 #[test]
 fn a_store_half_made_by_an_older_version_is_reported_and_then_finished() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let (_dir, path) = temp_store();
     // What a kill during sled's own creation leaves: `blobs/` (and maybe `db`) without `conf`.
     std::fs::create_dir_all(path.join("blobs")).unwrap();
     std::fs::write(path.join("db"), b"").unwrap();
@@ -417,8 +363,7 @@ fn a_missing_store_is_not_created_by_a_reader_and_foreign_files_are_kept() {
 
 #[test]
 fn creation_leaves_no_temporary_directory_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+    let (dir, path) = temp_store();
     drop(create(&path));
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
