@@ -114,6 +114,13 @@ struct EventV2 {
 
 /// Encode an event in the compact stored form (without the format byte).
 pub fn encode(ev: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    encode_into(ev, &mut out);
+    out
+}
+
+/// Append the compact stored form of an event to `out` (the append path reuses one buffer).
+pub fn encode_into(ev: &Event, out: &mut Vec<u8>) {
     let body = match &ev.body {
         Body::Disbursed(d) => {
             let (repayment, term) = match d.terms.repayment {
@@ -201,7 +208,7 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         prev_hash: ev.prev_hash.0,
         hash: ev.hash.0,
     };
-    postcard::to_stdvec(&v).expect("events always encode")
+    *out = postcard::to_extend(&v, std::mem::take(out)).expect("events always encode");
 }
 
 /// Decode the compact stored form; `Err` names what is wrong.

@@ -26,9 +26,12 @@ pub const HEADER_LEN: usize = 1 + 8 + 32 + 8;
 
 /// Append one event's length-prefixed codec body to `out`.
 pub fn encode_event(ev: &Event, out: &mut Vec<u8>) {
-    let body = arrears_core::codec::encode(ev);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    // The length is patched in after the body is written in place (no buffer per event).
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    arrears_core::codec::encode_into(ev, out);
+    let len = u32::try_from(out.len() - at - 4).expect("an event body is far below 4 GiB");
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// The length-prefixed bodies of `events` (what [`seal`] puts after a header).
