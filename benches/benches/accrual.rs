@@ -2,9 +2,9 @@
 //! (closed form: the cost follows events and due dates, not days).
 
 use arrears_benches::*;
+use arrears_core::Date;
 use arrears_core::Policy;
 use arrears_testkit::{disbursed, payment};
-use chrono::NaiveDate;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
@@ -16,8 +16,8 @@ fn accrual(c: &mut Criterion) {
     let loan = lines[0][12..48].parse().unwrap();
     let events = ledger.store().stream(loan, None).unwrap();
     let policy = Policy::default();
-    let d10 = NaiveDate::from_ymd_opt(2024, 2, 10).unwrap();
-    let d3650 = NaiveDate::from_ymd_opt(2034, 1, 28).unwrap();
+    let d10 = Date::from_ymd(2024, 2, 10).unwrap();
+    let d3650 = Date::from_ymd(2034, 1, 28).unwrap();
     let mut g = c.benchmark_group("accrual_flat");
     for (name, d) in [("10_days_overdue", d10), ("3650_days_overdue", d3650)] {
         g.bench_function(name, |b| {

@@ -14,7 +14,7 @@ fn replay(c: &mut Criterion) {
     let ledger = fill(dir.path(), &events, 10_000);
     drop(events);
     let as_of = horizon();
-    let run = |threads: usize, incremental: bool, new_as_of: chrono::NaiveDate| {
+    let run = |threads: usize, incremental: bool, new_as_of: arrears_core::Date| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -71,7 +71,7 @@ fn replay(c: &mut Criterion) {
     // Build every snapshot once; then every loan is projected from its snapshot.
     let (built, _) = run(2, true, as_of);
     assert_eq!(built.from_snapshots, 0);
-    let later = as_of + chrono::Days::new(30);
+    let later = as_of.add_days(30);
     let (check, _) = run(2, true, later);
     assert_eq!(
         check.from_snapshots, check.loans,

@@ -2,9 +2,9 @@
 
 use arrears_benches::*;
 use arrears_cli::ledger::Ledger;
+use arrears_core::Date;
 use arrears_core::Policy;
 use arrears_testkit::{payment, Disbursed};
-use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const LOAN: &str = "0f000000-0000-4000-8000-000000000001";
@@ -19,9 +19,9 @@ fn show(c: &mut Criterion) {
             .principal("12000.00")
             .repayment(r#"{"kind":"installments","count":12,"method":"equal_installment"}"#)
             .to_string()];
-        let start = NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
+        let start = Date::from_ymd(2024, 1, 2).unwrap();
         for k in 0..199u64 {
-            let day = start + chrono::Days::new(k * 2);
+            let day = start.add_days(k as u32 * 2);
             let reference = format!(r#","reference":"r{k}""#);
             lines.push(payment(LOAN, &day.to_string(), "30.00", &reference));
         }
@@ -30,7 +30,7 @@ fn show(c: &mut Criterion) {
             ledger.append(vec![e], now()).unwrap();
         }
     }
-    let as_of = NaiveDate::from_ymd_opt(2025, 2, 28).unwrap();
+    let as_of = Date::from_ymd(2025, 2, 28).unwrap();
     let loan = LOAN.parse().unwrap();
     c.bench_function("show_one/200_events_cold_open_to_json", |b| {
         b.iter(|| {

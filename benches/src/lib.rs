@@ -9,8 +9,8 @@ use std::path::Path;
 use arrears_cli::generate::{generate, GenConfig};
 use arrears_cli::ledger::Ledger;
 use arrears_core::event::NewEvent;
+use arrears_core::Date;
 use arrears_core::Policy;
-use chrono::NaiveDate;
 
 // The benchmarks measure the library as the `arrears` binary runs it, with the binary's
 // allocator (crates/cli/src/main.rs): the projection allocates many small, short-lived objects,
@@ -34,13 +34,13 @@ pub fn loans() -> u64 {
         .unwrap_or(100_000)
 }
 
-pub fn start() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+pub fn start() -> Date {
+    Date::from_ymd(2024, 1, 1).unwrap()
 }
 
 /// The as-of date the generated books describe.
-pub fn horizon() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2024, 12, 31).unwrap()
+pub fn horizon() -> Date {
+    Date::from_ymd(2024, 12, 31).unwrap()
 }
 
 /// A generated book as JSON lines.
@@ -49,7 +49,7 @@ pub fn book_lines(loans: u64, seed: u64) -> Vec<String> {
         loans,
         seed,
         start: start(),
-        days: (horizon() - start()).num_days() as u32,
+        days: start().days_until(horizon()) as u32,
     };
     let mut out = Vec::new();
     generate(&cfg, &Policy::default(), &|_| {}, &mut |l| {

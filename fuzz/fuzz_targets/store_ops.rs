@@ -32,25 +32,28 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 NewEvent {
                     event_id: None,
-                    loan_id,
+                    loan_id: loan_id.into(),
                     seq: None,
                     recorded_at: None,
                     body: Body::Payment(Payment {
-                        on: chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
-                        amount: rust_decimal_amount(y),
+                        on: arrears_core::Date::from_ymd(2024, 1, 2).unwrap(),
+                        amount: amount_of(y),
                         reference: None,
                     }),
                 }
             };
             // Ids are always given (a store-made UUIDv7 has random bits, which would differ
             // between the two stores); some are reused on purpose.
-            ev.event_id = Some(if x & 0x10 != 0 {
-                Uuid::from_u128(100 + u128::from((y ^ k) % 8))
-            } else {
-                Uuid::from_u128(1_000_000 + (i as u128) * 4 + u128::from(k))
-            });
+            ev.event_id = Some(
+                if x & 0x10 != 0 {
+                    Uuid::from_u128(100 + u128::from((y ^ k) % 8))
+                } else {
+                    Uuid::from_u128(1_000_000 + (i as u128) * 4 + u128::from(k))
+                }
+                .into(),
+            );
             if x & 0x20 != 0 {
-                ev.seq = Some(u64::from(y % 6));
+                ev.seq = Some(u64::from(y % 6).into());
             }
             if x & 0x40 != 0 {
                 ev.recorded_at = Some(now + chrono::Duration::seconds(i64::from(y) * 7 - 600));
@@ -71,6 +74,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(sled.verify().unwrap(), None);
 });
 
-fn rust_decimal_amount(y: u8) -> rust_decimal::Decimal {
-    rust_decimal::Decimal::new(i64::from(y) + 1, 2)
+fn amount_of(y: u8) -> arrears_core::money::Money {
+    arrears_core::money::Money::from_cents(i64::from(y) + 1)
 }

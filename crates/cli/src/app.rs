@@ -8,7 +8,8 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, Utc};
+use arrears_core::Date;
+use chrono::Utc;
 use uuid::Uuid;
 
 use arrears_core::event::{fmt_timestamp, Event, Timestamp};
@@ -50,7 +51,7 @@ impl Progress for Quiet {
 #[derive(Debug, Clone)]
 pub struct DemoOutcome {
     /// The date the book was replayed to: the end of its disbursement window.
-    pub as_of: NaiveDate,
+    pub as_of: Date,
     pub summary: Summary,
     /// The replay's wall time.
     pub replay_time: Duration,
@@ -59,8 +60,8 @@ pub struct DemoOutcome {
 }
 
 /// The demo's book: disbursements from this date over [`DEMO_DAYS`] days.
-pub const DEMO_START: NaiveDate = match NaiveDate::from_ymd_opt(2024, 1, 1) {
-    Some(d) => d,
+pub const DEMO_START: Date = match chrono::NaiveDate::from_ymd_opt(2024, 1, 1) {
+    Some(d) => Date::new(d),
     None => panic!("a valid date"),
 };
 
@@ -110,7 +111,7 @@ impl Ledger {
             start: DEMO_START,
             days: DEMO_DAYS,
         };
-        let as_of = DEMO_START + chrono::Days::new(u64::from(DEMO_DAYS));
+        let as_of = DEMO_START.add_days(DEMO_DAYS);
         log(format!(
             "demo: generating {loans} loans (seed {seed}) into {}",
             self.describe()
@@ -170,7 +171,7 @@ impl Ledger {
     /// and stale ones refreshed.
     pub fn replay_to(
         &self,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
         incremental: bool,
         jobs: Option<usize>,
@@ -212,7 +213,7 @@ impl Ledger {
     /// its §7 line when `with_json`); how many were listed.
     pub fn list_loans(
         &self,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
         filter: &LoanFilter,
         with_json: bool,
@@ -239,7 +240,7 @@ impl Ledger {
     /// Counts and amounts by stage, bucket and class on `as_of`.
     pub fn portfolio(
         &self,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
     ) -> Result<Portfolio, Failure> {
         let mut pf = Portfolio::new(as_of, known_at, self.policy.name.clone());
@@ -263,7 +264,7 @@ impl Ledger {
 
     /// The compliance findings of one loan (an `Input` failure when it is unknown) or of every
     /// loan, on `as_of`.
-    pub fn compliance(&self, loan: Option<Uuid>, as_of: NaiveDate) -> Result<Report<'_>, Failure> {
+    pub fn compliance(&self, loan: Option<Uuid>, as_of: Date) -> Result<Report<'_>, Failure> {
         let mut report = Report::new(as_of, &self.policy);
         match loan {
             Some(id) if !report.add(&self.events(id, None)?) => {
@@ -280,7 +281,7 @@ impl Ledger {
 
     /// One loan's monthly credit-report history up to `as_of` (an `Input` failure when the loan
     /// is unknown then).
-    pub fn credit_history(&self, loan: Uuid, as_of: NaiveDate) -> Result<CreditHistory, Failure> {
+    pub fn credit_history(&self, loan: Uuid, as_of: Date) -> Result<CreditHistory, Failure> {
         let events = self.events(loan, None)?;
         crate::rules::credit_history(&events, as_of, &self.policy)
             .ok_or_else(|| Failure::Input(format!("loan {loan} is unknown on {as_of}")))

@@ -1,13 +1,14 @@
 //! The command line's arguments: the clap definitions of every command and option, with typed
 //! values. Dates, timestamps and loan ids are parsed here, by clap value parsers over
-//! `arrears_core::parse`, so the commands receive a `NaiveDate`, a `Timestamp` or a `Uuid`; a bad
+//! `arrears_core::parse`, so the commands receive a `Date`, a `Timestamp` or a `Uuid`; a bad
 //! value is refused before anything runs, naming the option (exit 2, see [`value_error`]).
 //! Options with the same meaning are one group ([`Query`], [`AsOf`], [`LoanArg`], [`Batch`]),
 //! flattened into each command that takes them.
 
 use std::path::PathBuf;
 
-use chrono::{NaiveDate, Utc};
+use arrears_core::Date;
+use chrono::Utc;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -133,7 +134,7 @@ pub fn parse() -> Result<Cli, clap::Error> {
 pub struct AsOf {
     /// Business date (YYYY-MM-DD); default today in the policy's time zone.
     #[arg(long = "as-of", value_name = "DATE", value_parser = date)]
-    pub as_of: Option<NaiveDate>,
+    pub as_of: Option<Date>,
 }
 
 impl AsOf {
@@ -143,7 +144,7 @@ impl AsOf {
     }
 
     /// The date given, or today in the policy's business time zone (SPEC §10).
-    pub fn or_today(&self, policy: &Policy) -> NaiveDate {
+    pub fn or_today(&self, policy: &Policy) -> Date {
         self.as_of
             .unwrap_or_else(|| policy.business_date(Utc::now()))
     }
@@ -181,8 +182,10 @@ pub struct LoanArg {
 }
 
 /// The value parser of every date option.
-pub fn date(s: &str) -> Result<NaiveDate, String> {
-    parse_date(s).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
+pub fn date(s: &str) -> Result<Date, String> {
+    parse_date(s)
+        .map(Date::new)
+        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 /// The value parser of every timestamp option.
@@ -437,7 +440,7 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// First disbursement date (YYYY-MM-DD).
     #[arg(long, default_value = "2024-01-01", value_name = "DATE", value_parser = date)]
-    pub start: NaiveDate,
+    pub start: Date,
     /// Disbursements spread over this many days; no event is dated later than start + days.
     #[arg(long, default_value_t = 180)]
     pub days: u32,
@@ -519,7 +522,7 @@ pub struct PortfolioArgs {
     pub query: Query,
     /// The roll-rate start date D0 (YYYY-MM-DD), before --as-of.
     #[arg(long, value_name = "DATE", value_parser = date)]
-    pub vs: Option<NaiveDate>,
+    pub vs: Option<Date>,
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -136,7 +136,7 @@ pub fn copy(
                     )));
                 }
                 prev = ev.hash;
-                batch.ids.push((ev.event_id, *loan, ev.seq));
+                batch.ids.push((ev.event_id.uuid(), *loan, ev.seq.get()));
                 let at = bodies.len();
                 chunk::encode_event(ev, &mut bodies);
                 if let Some(s) = streaming.as_mut() {

@@ -95,7 +95,7 @@ pub fn write_other(
     ledger: &crate::ledger::Ledger,
     kind: Other,
     events: bool,
-    as_of: chrono::NaiveDate,
+    as_of: arrears_core::Date,
     terminal: bool,
     out: &dyn Fn() -> Result<Box<dyn std::io::Write + Send>, crate::ledger::Failure>,
 ) -> Result<(), crate::ledger::Failure> {

@@ -5,7 +5,8 @@
 //! candidate event is put through the projection's real `decide` before it is emitted; one that
 //! would be rejected is dropped, so `append` always accepts the output.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use arrears_core::Date;
+use chrono::{DateTime, NaiveTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -13,10 +14,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-use arrears_core::date::plus_days;
 use arrears_core::event::*;
 use arrears_core::gate::Gate;
-use arrears_core::money::round_cents;
+use arrears_core::id::{EventId, LoanId, Seq};
+use arrears_core::money::{round_cents, Money, Rate};
 use arrears_core::schedule;
 use arrears_core::Policy;
 use arrears_projection::{fold, project, DecideGate};
@@ -27,7 +28,7 @@ pub struct GenConfig {
     pub loans: u64,
     pub seed: u64,
     /// First possible disbursement date.
-    pub start: NaiveDate,
+    pub start: Date,
     /// Disbursements spread over `days`; no event is dated after `start + days`.
     pub days: u32,
 }
@@ -48,8 +49,8 @@ enum Profile {
 
 #[derive(Serialize)]
 struct Out<'a> {
-    event_id: Uuid,
-    loan_id: Uuid,
+    event_id: EventId,
+    loan_id: LoanId,
     #[serde(serialize_with = "ser_ts")]
     recorded_at: &'a Timestamp,
     #[serde(flatten)]
@@ -66,12 +67,12 @@ fn uuid_from(rng: &mut ChaCha8Rng) -> Uuid {
 
 /// One loan under construction: its accepted events and the gate that checks candidates.
 struct Builder<'p> {
-    loan_id: Uuid,
+    loan_id: LoanId,
     policy: &'p Policy,
     gate: DecideGate<'p>,
     history: Vec<Event>,
     last_recorded: Option<Timestamp>,
-    end: NaiveDate,
+    end: Date,
     rng: ChaCha8Rng,
 }
 
@@ -84,7 +85,8 @@ impl<'p> Builder<'p> {
             return false;
         }
         let at_day: Timestamp = DateTime::from_naive_utc_and_offset(
-            day.and_time(NaiveTime::from_hms_opt(18, 0, 0).expect("valid")),
+            day.naive()
+                .and_time(NaiveTime::from_hms_opt(18, 0, 0).expect("valid")),
             Utc,
         );
         let recorded_at = match self.last_recorded {
@@ -92,9 +94,9 @@ impl<'p> Builder<'p> {
             _ => at_day + chrono::Duration::seconds(self.rng.gen_range(0..3600)),
         };
         let ev = Event {
-            event_id: uuid_from(&mut self.rng),
+            event_id: EventId(uuid_from(&mut self.rng)),
             loan_id: self.loan_id,
-            seq: self.history.len() as u64 + 1,
+            seq: Seq(self.history.len() as u64 + 1),
             recorded_at,
             body,
             prev_hash: arrears_core::chain::GENESIS,
@@ -108,13 +110,13 @@ impl<'p> Builder<'p> {
         true
     }
 
-    fn projection(&self, day: NaiveDate) -> Option<arrears_projection::Projection> {
+    fn projection(&self, day: Date) -> Option<arrears_projection::Projection> {
         let loan = fold(&self.history, day, None, self.policy)?;
         Some(project(&loan, day, None, self.policy))
     }
 
     /// Everything owed on `day` for installments due by `through` (penalty first).
-    fn owed_through(&self, day: NaiveDate, through: NaiveDate) -> Decimal {
+    fn owed_through(&self, day: Date, through: Date) -> Decimal {
         let Some(p) = self.projection(day) else {
             return Decimal::ZERO;
         };
@@ -127,9 +129,9 @@ impl<'p> Builder<'p> {
         p.outstanding.penalty + insts
     }
 
-    fn pay(&mut self, on: NaiveDate, amount: Decimal) -> bool {
-        let amount = round_cents(amount);
-        if amount <= Decimal::ZERO {
+    fn pay(&mut self, on: Date, amount: Decimal) -> bool {
+        let amount = Money::round(amount);
+        if amount.decimal() <= Decimal::ZERO {
             return false;
         }
         let reference = format!("bank-{}", self.rng.gen_range(1000..999_999));
@@ -140,7 +142,7 @@ impl<'p> Builder<'p> {
         }))
     }
 
-    fn miss(&mut self, n: u32, observed_on: NaiveDate) -> bool {
+    fn miss(&mut self, n: u32, observed_on: Date) -> bool {
         self.offer(Body::Missed(Missed {
             installment: n,
             observed_on,
@@ -158,9 +160,11 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
     seed[..8].copy_from_slice(&cfg.seed.to_le_bytes());
     seed[8..16].copy_from_slice(&index.to_le_bytes());
     let mut rng = ChaCha8Rng::from_seed(seed);
-    let loan_id = uuid_from(&mut rng);
-    let end = plus_days(cfg.start, cfg.days as i64);
-    let on = plus_days(cfg.start, rng.gen_range(0..cfg.days.max(1)) as i64);
+    let loan_id = LoanId(uuid_from(&mut rng));
+    let end = cfg.start.plus_days(cfg.days as i64);
+    let on = cfg
+        .start
+        .plus_days(rng.gen_range(0..cfg.days.max(1)) as i64);
     let installments = rng.gen_bool(0.4);
     let repayment = if installments {
         Repayment::Installments {
@@ -176,12 +180,14 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             days: pick(&mut rng, &[7, 14, 30]),
         }
     };
-    let principal = Decimal::from(if installments {
+    // Whole yuan drawn as `i32` (the draw must not change: it seeds the rest of the loan).
+    let yuan: i32 = if installments {
         rng.gen_range(10..500) * 100
     } else {
         rng.gen_range(5..200) * 100
-    });
-    let daily_rate = pick(
+    };
+    let principal = Money::from_cents(i64::from(yuan) * 100);
+    let daily_rate = Rate::new(pick(
         &mut rng,
         &[
             Decimal::new(2, 4),
@@ -189,10 +195,10 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             Decimal::new(5, 4),
             Decimal::new(6, 4),
         ],
-    );
+    ));
     let terms = Terms {
         daily_rate,
-        penalty_multiplier: Decimal::new(15, 1),
+        penalty_multiplier: Rate::new(Decimal::new(15, 1)),
         grace_days: pick(&mut rng, &[0, 0, 0, 3]),
         compound: rng.gen_bool(0.7),
         repayment,
@@ -229,12 +235,12 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
         _ => Profile::Prepay,
     };
     let first = &sched[0];
-    let miss_day = |due: NaiveDate| plus_days(due, grace + 1);
+    let miss_day = |due: Date| due.plus_days(grace + 1);
     match profile {
         Profile::OnTime => {
             for s in &sched {
-                let day = plus_days(s.due_on, -b.rng.gen_range(0..3)).max(on);
-                b.pay(day, s.principal + s.interest);
+                let day = s.due_on.plus_days(-b.rng.gen_range(0..3)).max(on);
+                b.pay(day, (s.principal + s.interest).decimal());
             }
         }
         Profile::Late | Profile::Partial => {
@@ -243,7 +249,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
                 if b.rng.gen_bool(0.7) {
                     b.miss(s.n, miss_day(s.due_on));
                 }
-                let day = plus_days(s.due_on, grace + late);
+                let day = s.due_on.plus_days(grace + late);
                 let owed = b.owed_through(day, s.due_on);
                 let amount = if profile == Profile::Partial {
                     owed * Decimal::new(b.rng.gen_range(30..70), 2)
@@ -260,7 +266,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
         }
         Profile::Extension | Profile::Restructure => {
             b.miss(first.n, miss_day(first.due_on));
-            let agreed = plus_days(first.due_on, grace + b.rng.gen_range(5..25));
+            let agreed = first.due_on.plus_days(grace + b.rng.gen_range(5..25));
             let p = b.projection(agreed);
             let (penalty, interest, principal_left) = p
                 .as_ref()
@@ -275,14 +281,14 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             let waive_penalty = if b.rng.gen_bool(0.5) {
                 Some(Waiver::All)
             } else {
-                Some(Waiver::Amount(round_cents(penalty / Decimal::TWO)))
+                Some(Waiver::Amount(Money::round(penalty / Decimal::TWO)))
             };
             let waive_interest = b
                 .rng
                 .gen_bool(0.4)
-                .then(|| round_cents(interest / Decimal::from(4)));
+                .then(|| Money::round(interest / Decimal::from(4)));
             let reschedule = if profile == Profile::Extension {
-                Reschedule::NewDueOn(plus_days(agreed, 30))
+                Reschedule::NewDueOn(agreed.plus_days(30))
             } else {
                 let parts = b.rng.gen_range(2..=3u32);
                 let each = round_cents(principal_left / Decimal::from(parts));
@@ -294,9 +300,9 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
                             each
                         };
                         PlanInstallment {
-                            due_on: schedule::add_months(agreed, k).unwrap_or(agreed),
-                            principal,
-                            interest: round_cents(principal * Decimal::new(1, 2)),
+                            due_on: agreed.add_months(k).unwrap_or(agreed),
+                            principal: Money::round(principal),
+                            interest: Money::round(principal * Decimal::new(1, 2)),
                         }
                     })
                     .collect::<Vec<_>>()
@@ -311,7 +317,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             if agreed_ok && b.rng.gen_bool(0.6) {
                 // Keeps the promise: pays everything due under the new terms on each due date.
                 let p = b.projection(agreed);
-                let dues: Vec<NaiveDate> = p
+                let dues: Vec<Date> = p
                     .map(|p| {
                         p.installments
                             .iter()
@@ -329,7 +335,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             } else if agreed_ok {
                 // Broken promise: nothing paid; the servicer records the miss again.
                 if let Some(p) = b.projection(b.end) {
-                    let overdue: Vec<(u32, NaiveDate)> = p
+                    let overdue: Vec<(u32, Date)> = p
                         .installments
                         .iter()
                         .filter(|i| {
@@ -344,20 +350,20 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             }
         }
         Profile::Overpay => {
-            let day = plus_days(first.due_on, -1).max(on);
-            let total: Decimal = sched.iter().map(|s| s.principal + s.interest).sum();
+            let day = first.due_on.plus_days(-1).max(on);
+            let total: Money = sched.iter().map(|s| s.principal + s.interest).sum();
             let extra = Decimal::from(b.rng.gen_range(10..100));
-            b.pay(day, total + extra);
+            b.pay(day, total.decimal() + extra);
         }
         Profile::BackDated => {
             b.miss(first.n, miss_day(first.due_on));
             // The bank file arrives late: the borrower had paid on the due date.
-            b.pay(first.due_on, first.principal + first.interest);
+            b.pay(first.due_on, (first.principal + first.interest).decimal());
         }
         Profile::Prepay => {
-            let day = plus_days(on, b.rng.gen_range(1..5));
-            let total: Decimal = sched.iter().map(|s| s.principal + s.interest).sum();
-            b.pay(day, total);
+            let day = on.plus_days(b.rng.gen_range(1..5));
+            let total: Money = sched.iter().map(|s| s.principal + s.interest).sum();
+            b.pay(day, total.decimal());
         }
     }
     b.history

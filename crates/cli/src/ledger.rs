@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use arrears_core::Date;
 use rayon::prelude::*;
 use uuid::Uuid;
 
@@ -416,7 +416,7 @@ impl Ledger {
     pub fn show(
         &self,
         loan: Uuid,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
     ) -> Result<Projection, Failure> {
         let events = self.store.stream(loan, known_at)?;
@@ -427,7 +427,7 @@ impl Ledger {
     pub fn explain(
         &self,
         loan: Uuid,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
     ) -> Result<arrears_projection::explain::Explain, Failure> {
         let events = self.store.stream(loan, known_at)?;
@@ -453,7 +453,7 @@ impl Ledger {
     /// projected from it without reading their events, and stale snapshots are rewritten.
     pub fn replay_all(
         &self,
-        as_of: NaiveDate,
+        as_of: Date,
         known_at: Option<Timestamp>,
         incremental: bool,
         with_json: bool,
@@ -557,7 +557,7 @@ impl Ledger {
                         summary.add(&r.projection, r.events);
                         emit(&r.projection, r.json.as_deref())?;
                         if let Some(s) = r.snapshot {
-                            snaps.push((r.projection.loan_id, s));
+                            snaps.push((r.projection.loan_id.uuid(), s));
                         }
                     }
                 }
@@ -572,7 +572,7 @@ impl Ledger {
 
     /// The end-of-day job: a `missed` (observed on `as_of`) for every unrecorded miss, appended
     /// as one atomic batch. Idempotent: a second run finds nothing to record.
-    pub fn sweep(&self, as_of: NaiveDate, now: Timestamp) -> Result<Vec<Appended>, Failure> {
+    pub fn sweep(&self, as_of: Date, now: Timestamp) -> Result<Vec<Appended>, Failure> {
         let mut batch = Vec::new();
         self.replay_all(as_of, None, false, false, &|_| {}, &mut |p, _| {
             for a in &p.anomalies {
@@ -661,8 +661,8 @@ impl Ledger {
     /// order; loans with no projection at `to` are left out.
     pub fn replay_pairs(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        from: Date,
+        to: Date,
         known_at: Option<Timestamp>,
         emit: &mut dyn FnMut(Option<Projection>, Projection) -> Result<(), Failure>,
     ) -> Result<(), Failure> {
@@ -693,7 +693,7 @@ struct Replayed {
     snapshot: Option<Vec<u8>>,
 }
 
-fn unknown(loan: Uuid, as_of: NaiveDate, known_at: Option<Timestamp>) -> Failure {
+fn unknown(loan: Uuid, as_of: Date, known_at: Option<Timestamp>) -> Failure {
     let when = match known_at {
         Some(t) => format!(
             "as of {as_of} as known at {}",

@@ -21,6 +21,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrears_core::money::{Money, Rate};
+use arrears_core::Date;
 use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -28,7 +30,6 @@ use arrow_array::builder::{
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
@@ -93,10 +94,9 @@ fn scaled(d: Decimal, scale: i8, what: &str) -> Result<i128, Failure> {
 }
 
 /// Days since 1970-01-01, as Parquet `DATE` counts them.
-fn days(d: NaiveDate) -> i32 {
+fn days(d: Date) -> i32 {
     const EPOCH_CE_DAYS: i32 = 719_163; // NaiveDate::from_ymd(1970, 1, 1).num_days_from_ce()
-    use chrono::Datelike;
-    d.num_days_from_ce() - EPOCH_CE_DAYS
+    arrears_core::date::days_from_ce(d.naive()) - EPOCH_CE_DAYS
 }
 
 fn int32(v: u32, what: &str) -> Result<i32, Failure> {
@@ -187,7 +187,7 @@ pub fn projection_schema() -> SchemaRef {
 
 /// The next installment to fall due: the earliest (by due date, then `n`) with something unpaid
 /// and a due date on or after the as-of date; its unpaid principal plus interest.
-pub fn next_due(p: &Projection) -> Option<(NaiveDate, Decimal)> {
+pub fn next_due(p: &Projection) -> Option<(Date, Decimal)> {
     p.installments
         .iter()
         .filter(|i| i.status != InstallmentStatus::Paid && i.due_on >= p.as_of)
@@ -204,19 +204,15 @@ pub fn next_due(p: &Projection) -> Option<(NaiveDate, Decimal)> {
 pub struct LoanRow {
     pub projection: Projection,
     pub disbursed_principal: Decimal,
-    pub disbursed_on: NaiveDate,
+    pub disbursed_on: Date,
 }
 
 impl LoanRow {
     /// The row for one loan's stored events, `None` when no disbursement counts (as `replay`).
-    pub fn of(
-        events: &[Event],
-        as_of: NaiveDate,
-        policy: &arrears_core::Policy,
-    ) -> Option<LoanRow> {
+    pub fn of(events: &[Event], as_of: Date, policy: &arrears_core::Policy) -> Option<LoanRow> {
         let projection = replay(events, as_of, None, policy)?;
         let (disbursed_principal, disbursed_on) = events.iter().find_map(|e| match &e.body {
-            Body::Disbursed(d) => Some((d.principal, d.on)),
+            Body::Disbursed(d) => Some((d.principal.decimal(), d.on)),
             _ => None,
         })?;
         Some(LoanRow {
@@ -255,7 +251,13 @@ impl ProjectionCols {
                     let mut b = StringBuilder::with_capacity(n, 36 * n);
                     for r in &rows {
                         let mut buf = uuid::Uuid::encode_buffer();
-                        b.append_value(r.projection.loan_id.hyphenated().encode_lower(&mut buf));
+                        b.append_value(
+                            r.projection
+                                .loan_id
+                                .uuid()
+                                .hyphenated()
+                                .encode_lower(&mut buf),
+                        );
                     }
                     Arc::new(b.finish())
                 }
@@ -356,7 +358,7 @@ impl ProjectionCols {
 /// `export --format parquet`: every loan's projection as of `as_of`, in `loan_id` order.
 pub fn export_projections<W: Write + Send>(
     ledger: &Ledger,
-    as_of: NaiveDate,
+    as_of: Date,
     out: W,
 ) -> Result<W, Failure> {
     let schema = projection_schema();
@@ -536,11 +538,11 @@ impl EventCols {
     fn push(&mut self, e: &Event, json: &str) -> Result<(), Failure> {
         let mut buf = uuid::Uuid::encode_buffer();
         self.event_id
-            .append_value(e.event_id.hyphenated().encode_lower(&mut buf));
+            .append_value(e.event_id.uuid().hyphenated().encode_lower(&mut buf));
         self.loan_id
-            .append_value(e.loan_id.hyphenated().encode_lower(&mut buf));
+            .append_value(e.loan_id.uuid().hyphenated().encode_lower(&mut buf));
         self.seq.append_value(
-            i64::try_from(e.seq).map_err(|_| pq(format!("seq {} exceeds INT64", e.seq)))?,
+            i64::try_from(e.seq.get()).map_err(|_| pq(format!("seq {} exceeds INT64", e.seq)))?,
         );
         self.recorded_at
             .append_value(e.recorded_at.timestamp_micros());
@@ -555,8 +557,8 @@ impl EventCols {
             Body::Disbursed(d) => Some(d),
             _ => None,
         };
-        let amount = |v: Decimal, what: &str| scaled(v, AMOUNT.1, what);
-        let rate = |v: Decimal, what: &str| scaled(v, RATE.1, what);
+        let amount = |v: Money, what: &str| scaled(v.decimal(), AMOUNT.1, what);
+        let rate = |v: Rate, what: &str| scaled(v.decimal(), RATE.1, what);
         match d {
             Some(d) => {
                 self.principal

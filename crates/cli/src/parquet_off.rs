@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use chrono::NaiveDate;
+use arrears_core::Date;
 
 use crate::ledger::{Failure, Ledger};
 
@@ -18,7 +18,7 @@ fn off() -> Failure {
     )
 }
 
-pub fn export_projections<W: Write + Send>(_: &Ledger, _: NaiveDate, _: W) -> Result<W, Failure> {
+pub fn export_projections<W: Write + Send>(_: &Ledger, _: Date, _: W) -> Result<W, Failure> {
     Err(off())
 }
 

@@ -99,7 +99,7 @@ fn bucket_index(p: &Projection) -> Result<usize, PortfolioError> {
         .iter()
         .position(|b| *b == p.bucket)
         .ok_or_else(|| PortfolioError::Unknown {
-            loan: p.loan_id,
+            loan: p.loan_id.uuid(),
             what: "bucket",
             name: p.bucket.into(),
         })
@@ -110,7 +110,7 @@ fn class_index(p: &Projection) -> Result<usize, PortfolioError> {
         .iter()
         .position(|c| *c == p.class)
         .ok_or_else(|| PortfolioError::Unknown {
-            loan: p.loan_id,
+            loan: p.loan_id.uuid(),
             what: "class",
             name: p.class.into(),
         })
@@ -218,7 +218,7 @@ impl Portfolio {
     pub fn add(&mut self, p: &Projection) -> Result<(), PortfolioError> {
         if p.as_of != self.as_of {
             return Err(PortfolioError::AsOf {
-                loan: p.loan_id,
+                loan: p.loan_id.uuid(),
                 what: "portfolio",
                 got: p.as_of,
                 want: self.as_of,
@@ -226,7 +226,7 @@ impl Portfolio {
         }
         if p.known_at != self.known_at {
             return Err(PortfolioError::KnownAt {
-                loan: p.loan_id,
+                loan: p.loan_id.uuid(),
                 what: "portfolio",
                 got: fmt_known_at(p.known_at),
                 want: fmt_known_at(self.known_at),
@@ -234,7 +234,7 @@ impl Portfolio {
         }
         if p.policy != self.policy {
             return Err(PortfolioError::Policy {
-                loan: p.loan_id,
+                loan: p.loan_id.uuid(),
                 got: p.policy.clone(),
                 want: self.policy.clone(),
             });
@@ -242,7 +242,7 @@ impl Portfolio {
         if let Some(c) = &self.currency {
             if *c != p.currency {
                 return Err(PortfolioError::Currency {
-                    loan: p.loan_id,
+                    loan: p.loan_id.uuid(),
                     got: p.currency.clone(),
                     want: c.clone(),
                 });
@@ -547,8 +547,8 @@ impl RollRates {
     ) -> Result<bool, PortfolioError> {
         if at_from.loan_id != at_to.loan_id {
             return Err(PortfolioError::Pair {
-                from: at_from.loan_id,
-                to: at_to.loan_id,
+                from: at_from.loan_id.uuid(),
+                to: at_to.loan_id.uuid(),
             });
         }
         for (p, want, what) in [
@@ -557,7 +557,7 @@ impl RollRates {
         ] {
             if p.as_of != want {
                 return Err(PortfolioError::AsOf {
-                    loan: p.loan_id,
+                    loan: p.loan_id.uuid(),
                     what,
                     got: p.as_of,
                     want,
@@ -565,7 +565,7 @@ impl RollRates {
             }
             if p.known_at != self.known_at {
                 return Err(PortfolioError::KnownAt {
-                    loan: p.loan_id,
+                    loan: p.loan_id.uuid(),
                     what,
                     got: fmt_known_at(p.known_at),
                     want: fmt_known_at(self.known_at),
@@ -579,7 +579,7 @@ impl RollRates {
         if let Some(c) = &self.currency {
             if *c != at_from.currency {
                 return Err(PortfolioError::Currency {
-                    loan: at_from.loan_id,
+                    loan: at_from.loan_id.uuid(),
                     got: at_from.currency.clone(),
                     want: c.clone(),
                 });
@@ -1453,7 +1453,11 @@ mod tests {
     #[test]
     fn filter_matches_and_limits() {
         let ps = project_all(&book(), date("2024-02-10"));
-        let ids = |v: Vec<&Projection>| v.iter().map(|p| p.loan_id.as_u128()).collect::<Vec<_>>();
+        let ids = |v: Vec<&Projection>| {
+            v.iter()
+                .map(|p| p.loan_id.uuid().as_u128())
+                .collect::<Vec<_>>()
+        };
         let all = LoanFilter::default();
         assert_eq!(ids(all.select(&ps)), [1, 2, 3, 4, 5, 6]);
         let f = |s: Option<&str>,

@@ -26,9 +26,10 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use chrono::{NaiveDate, Utc};
+use arrears_core::id::LoanId;
+use arrears_core::Date;
+use chrono::Utc;
 use rayon::prelude::*;
-use uuid::Uuid;
 
 use arrears_core::chain::{compute_hash, GENESIS};
 use arrears_core::event::{Event, Timestamp};
@@ -51,7 +52,7 @@ pub enum InputFormat {
 /// The options of one run.
 #[derive(Debug, Clone)]
 pub struct ProjectArgs {
-    pub as_of: NaiveDate,
+    pub as_of: Date,
     pub known_at: Option<Timestamp>,
     pub format: InputFormat,
     /// Accept loans in any order, interleaved (reads the whole input before projecting).
@@ -117,7 +118,7 @@ impl Names {
 
 /// One loan's events in input order.
 struct Group {
-    loan: Uuid,
+    loan: LoanId,
     locs: Vec<Loc>,
     events: Vec<Event>,
 }
@@ -131,7 +132,7 @@ fn verify(g: &Group, names: &Names) -> Result<(), Failure> {
         let want = i as u64 + 1;
         let at = || format!("{}: loan {} seq {}", names.at(*loc), g.loan, e.seq);
         let bad = |why: String| Err(Failure::Input(format!("{}: {why}", at())));
-        if e.seq != want {
+        if e.seq.get() != want {
             return bad(format!(
                 "expected seq {want}: a loan's events must start at seq 1 and follow each other without gaps or repeats (an event is missing, repeated or out of order)"
             ));
@@ -139,14 +140,17 @@ fn verify(g: &Group, names: &Names) -> Result<(), Failure> {
         if e.prev_hash != prev {
             return bad(format!(
                 "prev_hash does not match the hash of seq {} (an event was removed, inserted or reordered)",
-                e.seq - 1
+                e.seq.get() - 1
             ));
         }
         if compute_hash(e) != e.hash {
             return bad("hash does not match the event's content (the event was edited)".into());
         }
         if prev_at.is_some_and(|t| e.recorded_at < t) {
-            return bad(format!("recorded_at is earlier than seq {}'s", e.seq - 1));
+            return bad(format!(
+                "recorded_at is earlier than seq {}'s",
+                e.seq.get() - 1
+            ));
         }
         prev = e.hash;
         prev_at = Some(e.recorded_at);
@@ -163,7 +167,7 @@ struct Stored<'a> {
     names: Names,
     lines: Vec<(Loc, String)>,
     current: Option<Group>,
-    all: BTreeMap<Uuid, Group>,
+    all: BTreeMap<LoanId, Group>,
     report: ProjectReport,
 }
 

@@ -67,7 +67,7 @@ pub fn chart_dates(
     for e in &counted {
         let d = e.business_date();
         days.insert(d);
-        if let Some(prev) = arrears_core::date::prev_day(d) {
+        if let Some(prev) = d.prev_day() {
             days.insert(prev);
         }
     }
@@ -91,7 +91,7 @@ pub fn chart_dates(
     ];
     for due in dues {
         for k in offsets {
-            if let Some(d) = due.checked_add_days(Days::new(k)) {
+            if let Some(d) = due.naive().checked_add_days(Days::new(k)).map(Date::new) {
                 days.insert(d);
             }
         }
@@ -330,13 +330,16 @@ fn facts(s: &mut String, p: &Projection, counted: &[&Event], later: usize) {
         row("disbursed on", d.on.to_string());
         row("principal", format!("{} {}", amt(d.principal), d.currency));
         row("borrower", d.borrower.clone().unwrap_or_else(|| "—".into()));
-        row("daily rate", d.terms.daily_rate.normalize().to_string());
+        row(
+            "daily rate",
+            d.terms.daily_rate.decimal().normalize().to_string(),
+        );
         row(
             "penalty multiplier",
             format!(
                 "{} (penalty rate {} per day)",
-                d.terms.penalty_multiplier.normalize(),
-                d.terms.penalty_rate_daily().normalize()
+                d.terms.penalty_multiplier.decimal().normalize(),
+                d.terms.penalty_rate_daily().decimal().normalize()
             ),
         );
         row("grace days", d.terms.grace_days.to_string());
@@ -612,8 +615,8 @@ fn chart(s: &mut String, p: &Projection, e: &Explain, counted: &[&Event], points
     let h = lanes_top + LANE_H * LANES.len() as f64 + 10.0;
     let start = points[0].as_of;
     let end = p.as_of;
-    let span = ((end - start).num_days().max(1)) as f64;
-    let x = |d: Date| LEFT + (W - LEFT - RIGHT) * ((d - start).num_days() as f64 / span);
+    let span = (start.days_until(end).max(1)) as f64;
+    let x = |d: Date| LEFT + (W - LEFT - RIGHT) * (start.days_until(d) as f64 / span);
     let tot =
         |q: &Projection| q.outstanding.principal + q.outstanding.interest + q.outstanding.penalty;
     let max = points
@@ -654,7 +657,7 @@ fn chart(s: &mut String, p: &Projection, e: &Explain, counted: &[&Event], points
     // Date ticks: about eight, at the chart's first and last day and evenly between.
     let ticks = 8.min(span as i64).max(1);
     for k in 0..=ticks {
-        let d = start + chrono::Duration::days((span as i64) * k / ticks);
+        let d = start.plus_days((span as i64) * k / ticks);
         let xx = x(d);
         let _ = write!(
             s,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::NaiveDate;
+use arrears_core::Date;
 
 use arrears_core::event::Event;
 use arrears_core::Policy;
@@ -13,7 +13,7 @@ pub use arrears_projection::credit::CreditHistory;
 
 /// Every finding for one loan as of `as_of`: its contacts against the policy's collection rules,
 /// then the cost cap. Empty for a loan with no disbursement.
-pub fn compliance(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Vec<Finding> {
+pub fn compliance(events: &[Event], as_of: Date, policy: &Policy) -> Vec<Finding> {
     let mut out = compliance::check_contacts(events, as_of, policy);
     out.extend(compliance::check_cost(events, as_of, policy));
     out
@@ -22,7 +22,7 @@ pub fn compliance(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Vec<Fi
 /// The cost measure of one loan on `as_of` (docs/rules.md §R5); `None` when unknown then.
 pub fn cost(
     events: &[Event],
-    as_of: NaiveDate,
+    as_of: Date,
     policy: &Policy,
 ) -> Option<arrears_projection::cost::Cost> {
     let loan = arrears_projection::fold(events, as_of, None, policy)?;
@@ -37,14 +37,14 @@ pub fn finding_json(f: &Finding) -> String {
 /// A compliance run over one or many loans, fed one loan's events at a time (in `loan_id`
 /// order for a stable output).
 pub struct Report<'p> {
-    pub as_of: NaiveDate,
+    pub as_of: Date,
     pub policy: &'p Policy,
     pub loans: u64,
     pub findings: Vec<Finding>,
 }
 
 impl<'p> Report<'p> {
-    pub fn new(as_of: NaiveDate, policy: &'p Policy) -> Self {
+    pub fn new(as_of: Date, policy: &'p Policy) -> Self {
         Report {
             as_of,
             policy,
@@ -126,11 +126,7 @@ impl<'p> Report<'p> {
 }
 
 /// The monthly credit-report history of one loan as of `as_of`; `None` when it is unknown then.
-pub fn credit_history(
-    events: &[Event],
-    as_of: NaiveDate,
-    policy: &Policy,
-) -> Option<CreditHistory> {
+pub fn credit_history(events: &[Event], as_of: Date, policy: &Policy) -> Option<CreditHistory> {
     arrears_projection::credit::credit_history(events, as_of, policy)
 }
 

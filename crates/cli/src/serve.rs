@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::Arc;
 
+use arrears_core::Date;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -44,7 +45,7 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use rayon::prelude::*;
 use uuid::Uuid;
 
@@ -187,10 +188,11 @@ impl Params {
     }
 
     /// A business date; left out, today in the policy's time zone (SPEC §10).
-    fn date(&self, k: &str, ledger: &Ledger) -> Result<NaiveDate, ApiError> {
+    fn date(&self, k: &str, ledger: &Ledger) -> Result<Date, ApiError> {
         match self.get(k) {
             None => Ok(ledger.policy.business_date(Utc::now())),
             Some(s) => parse_date(s)
+                .map(Date::new)
                 .ok_or_else(|| ApiError::bad(format!("{k}: `{s}` is not a date (YYYY-MM-DD)"))),
         }
     }
@@ -224,7 +226,7 @@ fn loan_query(
     app: &App,
     id: &str,
     q: RawQuery,
-) -> Result<(Uuid, NaiveDate, Option<Timestamp>), ApiError> {
+) -> Result<(Uuid, Date, Option<Timestamp>), ApiError> {
     let q = Params::parse(q, &["as_of", "known_at"])?;
     let loan = loan_id(id)?;
     Ok((loan, q.date("as_of", &app.ledger)?, q.known_at()?))

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use arrears_cli::ledger::{AppendOptions, Ledger};
-use arrears_core::parse::{parse_date, parse_timestamp};
+use arrears_core::parse::parse_timestamp;
 use arrears_core::Policy;
 use arrears_testkit::fixtures::{check_all, clock, finish, read_expected, workspace_dir};
 
@@ -37,7 +37,11 @@ fn run_case(dir: &Path, regen: bool) -> Result<usize, String> {
             .ok_or("loan_id")?
             .parse()
             .map_err(|_| "loan_id")?;
-        let as_of = parse_date(exp["as_of"].as_str().ok_or("as_of")?).ok_or("as_of")?;
+        let as_of: arrears_core::Date = exp["as_of"]
+            .as_str()
+            .ok_or("as_of")?
+            .parse()
+            .map_err(|_| "as_of")?;
         let known_at = exp["known_at"]
             .as_str()
             .map(|s| parse_timestamp(s).ok_or("known_at"))

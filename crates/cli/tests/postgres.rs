@@ -48,7 +48,7 @@ fn stored(db: &TempDb) -> BTreeMap<Uuid, Vec<Uuid>> {
     let s = Store::new(PostgresBackend::open(&db.url, Mode::Create).unwrap());
     let mut out = BTreeMap::new();
     s.for_each_stream(&mut |loan, evs| {
-        out.insert(loan, evs.iter().map(|e| e.event_id).collect());
+        out.insert(loan, evs.iter().map(|e| e.event_id.uuid()).collect());
         Ok(())
     })
     .unwrap();

@@ -99,7 +99,7 @@ fn concurrent_writers_never_leave_gaps_or_duplicates() {
     let mut total = 0;
     for loan in &loans {
         let s = l.store().stream(loan.parse().unwrap(), None).unwrap();
-        let seqs: Vec<u64> = s.iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = s.iter().map(|e| e.seq.get()).collect();
         assert_eq!(
             seqs,
             (1..=s.len() as u64).collect::<Vec<_>>(),
@@ -266,12 +266,14 @@ fn a_huge_principal_over_a_century_is_exact() {
         now(),
     )
     .unwrap();
-    let as_of = chrono::NaiveDate::from_ymd_opt(2124, 1, 31).unwrap();
+    let as_of = arrears_core::Date::from_ymd(2124, 1, 31).unwrap();
     let p = l.show(LOAN.parse().unwrap(), as_of, None).unwrap();
     // Interest 10^15 × 0.000986 × 30 = 29,580,000,000,000.00; B = 1,029,580,000,000,000.00;
     // daily penalty (multiplier 1) = 1,015,165,880,000.00 exactly; days from 2024-02-01 to
     // 2124-01-31 inclusive.
-    let days = (as_of - chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap()).num_days();
+    let days = arrears_core::Date::from_ymd(2024, 1, 31)
+        .unwrap()
+        .days_until(as_of);
     assert_eq!(days, 36_524);
     assert_eq!(
         arrears_core::money::fmt_amount(p.outstanding.interest),
@@ -352,7 +354,7 @@ fn verify_names_the_first_broken_event() {
     // Edited: an amount changed, the hash kept.
     let e = tamper(|evs| {
         if let arrears_core::Body::Payment(p) = &mut evs[2].body {
-            p.amount += rust_decimal::Decimal::ONE;
+            p.amount += arrears_core::money::Money::from_cents(100);
         }
     });
     assert!(
@@ -379,7 +381,7 @@ fn verify_names_the_first_broken_event() {
     // Inserted: a forged event with a correct-looking seq and hash.
     let e = tamper(|evs| {
         let mut forged = evs[1].clone();
-        forged.event_id = Uuid::from_u128(99);
+        forged.event_id = Uuid::from_u128(99).into();
         forged.hash = compute_hash(&forged);
         evs.insert(2, forged);
     });

@@ -41,11 +41,13 @@ fn load(dir: &Path, policy: &Policy) -> Result<BTreeMap<Uuid, Vec<Event>>, Strin
         let at = |e: String| format!("line {}: {e}", i + 1);
         let (mut new, _) = parse_event(line).map_err(|e| at(e.to_string()))?;
         validate(&mut new, policy).map_err(|e| at(e.to_string()))?;
-        let stream = loans.entry(new.loan_id).or_default();
+        let stream = loans.entry(new.loan_id.uuid()).or_default();
         let mut ev = Event {
-            event_id: new.event_id.unwrap_or(Uuid::from_u128(i as u128 + 1)),
+            event_id: new
+                .event_id
+                .unwrap_or(Uuid::from_u128(i as u128 + 1).into()),
             loan_id: new.loan_id,
-            seq: stream.len() as u64 + 1,
+            seq: (stream.len() as u64 + 1).into(),
             recorded_at: new.recorded_at.unwrap_or(now),
             body: new.body,
             prev_hash: stream.last().map_or(GENESIS, |e| e.hash),
@@ -66,6 +68,7 @@ fn answer(
     let as_of = q["as_of"]
         .as_str()
         .and_then(parse_date)
+        .map(arrears_core::Date::new)
         .ok_or("query: as_of")?;
     let only = || -> Result<&Vec<Event>, String> {
         match q["loan_id"].as_str() {

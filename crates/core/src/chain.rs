@@ -739,9 +739,9 @@ mod tests {
                     b["loan_id"] = json!(uuid::Uuid::from_u128(loan).to_string());
                     let (new, _) = crate::parse::parse_event(&b.to_string()).ok()?;
                     Some(Event {
-                        event_id: uuid::Uuid::from_u128(id),
+                        event_id: crate::id::EventId(uuid::Uuid::from_u128(id)),
                         loan_id: new.loan_id,
-                        seq,
+                        seq: crate::id::Seq(seq),
                         recorded_at: chrono::DateTime::from_timestamp_micros(micros)?,
                         body: new.body,
                         prev_hash: Digest32(prev),

@@ -6,26 +6,36 @@
 //! The JSON form stays the contract for input, output and the hash chain; this is only how bytes
 //! sit on disk. Format byte 1 (the JSON line) is still decoded, so older values stay readable.
 
-use chrono::{DateTime, NaiveDate};
+use chrono::DateTime;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::*;
+use crate::id::{EventId, LoanId, Seq};
+use crate::money::{Money, Rate};
 
 type Dec = [u8; 16];
 
-fn dec(d: &Decimal) -> Dec {
-    d.serialize()
+fn dec<T: Copy + Into<Decimal>>(d: &T) -> Dec {
+    (*d).into().serialize()
 }
 fn undec(b: &Dec) -> Decimal {
     Decimal::deserialize(*b)
 }
-fn day(d: &NaiveDate) -> i32 {
-    crate::date::days_from_ce(*d)
+/// A stored amount: whole cents (every amount was parsed or rounded to cents before storing).
+fn money(b: &Dec) -> Result<Money, String> {
+    let d = undec(b);
+    Money::try_from(d).map_err(|e| format!("stored amount {d}: {e}"))
 }
-fn unday(n: i32) -> Option<NaiveDate> {
-    crate::date::from_days_from_ce(n)
+fn rate(b: &Dec) -> Rate {
+    Rate::new(undec(b))
+}
+fn day(d: &BusinessDate) -> i32 {
+    crate::date::days_from_ce(d.naive())
+}
+fn unday(n: i32) -> Option<BusinessDate> {
+    crate::date::from_days_from_ce(n).map(BusinessDate::new)
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -202,7 +212,7 @@ pub fn encode_into(ev: &Event, out: &mut Vec<u8>) {
     let v = EventV2 {
         event_id: *ev.event_id.as_bytes(),
         loan_id: *ev.loan_id.as_bytes(),
-        seq: ev.seq,
+        seq: ev.seq.get(),
         recorded_at_us: ev.recorded_at.timestamp_micros(),
         body,
         prev_hash: ev.prev_hash.0,
@@ -242,12 +252,12 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
             schedule,
         } => Body::Disbursed(Disbursed {
             on: date(on)?,
-            principal: undec(&principal),
+            principal: money(&principal)?,
             currency,
             borrower,
             terms: Terms {
-                daily_rate: undec(&daily_rate),
-                penalty_multiplier: undec(&penalty_multiplier),
+                daily_rate: rate(&daily_rate),
+                penalty_multiplier: rate(&penalty_multiplier),
                 grace_days,
                 compound,
                 repayment: match repayment {
@@ -269,8 +279,8 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
                     Ok(ScheduledInstallment {
                         n: s.n,
                         due_on: date(s.due_on)?,
-                        principal: undec(&s.principal),
-                        interest: undec(&s.interest),
+                        principal: money(&s.principal)?,
+                        interest: money(&s.interest)?,
                     })
                 })
                 .collect::<Result<_, String>>()?,
@@ -281,7 +291,7 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
             reference,
         } => Body::Payment(Payment {
             on: date(on)?,
-            amount: undec(&amount),
+            amount: money(&amount)?,
             reference,
         }),
         BodyV2::Missed {
@@ -299,11 +309,12 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
             plan,
         } => Body::NegotiatedExtension(Extension {
             agreed_on: date(agreed_on)?,
-            waive_penalty: waive_penalty.map(|w| match w {
-                None => Waiver::All,
-                Some(a) => Waiver::Amount(undec(&a)),
-            }),
-            waive_interest: waive_interest.as_ref().map(undec),
+            waive_penalty: match waive_penalty {
+                None => None,
+                Some(None) => Some(Waiver::All),
+                Some(Some(a)) => Some(Waiver::Amount(money(&a)?)),
+            },
+            waive_interest: waive_interest.as_ref().map(money).transpose()?,
             reschedule: match (new_due_on, plan) {
                 (Some(d), None) => Reschedule::NewDueOn(date(d)?),
                 (None, Some(p)) => Reschedule::Restructure(
@@ -311,8 +322,8 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
                         .map(|i| {
                             Ok(PlanInstallment {
                                 due_on: date(i.due_on)?,
-                                principal: undec(&i.principal),
-                                interest: undec(&i.interest),
+                                principal: money(&i.principal)?,
+                                interest: money(&i.interest)?,
                             })
                         })
                         .collect::<Result<_, String>>()?,
@@ -337,15 +348,15 @@ fn from_v2(v: EventV2) -> Result<Event, String> {
                 None => None,
                 Some((on, amount)) => Some(Promise {
                     on: date(on)?,
-                    amount: undec(&amount),
+                    amount: money(&amount)?,
                 }),
             },
         }),
     };
     Ok(Event {
-        event_id: Uuid::from_bytes(v.event_id),
-        loan_id: Uuid::from_bytes(v.loan_id),
-        seq: v.seq,
+        event_id: EventId(Uuid::from_bytes(v.event_id)),
+        loan_id: LoanId(Uuid::from_bytes(v.loan_id)),
+        seq: Seq(v.seq),
         recorded_at: DateTime::from_timestamp_micros(v.recorded_at_us)
             .ok_or("recorded_at out of range")?,
         body,
@@ -549,9 +560,9 @@ mod tests {
     fn event(line: &str, seq: u64) -> Event {
         let (new, _) = crate::parse::parse_event(line).unwrap();
         let mut e = Event {
-            event_id: Uuid::from_u128(seq as u128),
+            event_id: EventId(Uuid::from_u128(seq as u128)),
             loan_id: new.loan_id,
-            seq,
+            seq: Seq(seq),
             recorded_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             body: new.body,
             prev_hash: GENESIS,

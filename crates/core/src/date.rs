@@ -118,6 +118,9 @@ impl BusinessDate {
     pub fn plus_days(self, n: i64) -> Self {
         BusinessDate(plus_days(self.0, n))
     }
+    pub fn sub_days(self, n: u32) -> Option<Self> {
+        sub_days(self.0, n).map(BusinessDate)
+    }
     pub fn next_day(self) -> Self {
         BusinessDate(next_day(self.0))
     }
@@ -130,6 +133,11 @@ impl BusinessDate {
     }
     pub fn add_months(self, k: u32) -> Option<Self> {
         add_months(self.0, k).map(BusinessDate)
+    }
+    /// The first day of this date's month.
+    pub fn month_start(self) -> Self {
+        use chrono::Datelike;
+        BusinessDate(self.0.with_day(1).expect("day 1 exists"))
     }
     pub fn month_end(self) -> Self {
         BusinessDate(month_end(self.0))

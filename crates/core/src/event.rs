@@ -5,15 +5,15 @@
 //! strings, dates `YYYY-MM-DD`, timestamps RFC 3339 UTC with `Z`. Parsing lives in
 //! [`crate::parse`], because it must name the offending field in every error.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rust_decimal::Decimal;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
-use uuid::Uuid;
 
-use crate::money::amount_str;
+pub use crate::date::BusinessDate;
+use crate::id::{EventId, LoanId, Seq};
+use crate::money::{Money, Rate};
 
 /// A business date (`"2024-01-31"`).
-pub type Date = NaiveDate;
+pub type Date = BusinessDate;
 /// The moment the ledger learned a fact.
 pub type Timestamp = DateTime<Utc>;
 
@@ -24,10 +24,6 @@ pub fn fmt_timestamp(t: &Timestamp) -> String {
 
 fn ser_timestamp<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&fmt_timestamp(t))
-}
-
-fn ser_rate<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&d.to_string())
 }
 
 /// How a loan is repaid (SPEC §2.1).
@@ -53,10 +49,8 @@ pub enum Method {
 /// The loan's pricing and repayment terms. Every field is required on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Terms {
-    #[serde(serialize_with = "ser_rate")]
-    pub daily_rate: Decimal,
-    #[serde(serialize_with = "ser_rate")]
-    pub penalty_multiplier: Decimal,
+    pub daily_rate: Rate,
+    pub penalty_multiplier: Rate,
     pub grace_days: u32,
     pub compound: bool,
     pub repayment: Repayment,
@@ -64,8 +58,8 @@ pub struct Terms {
 
 impl Terms {
     /// Penalty rate per day: `daily_rate × penalty_multiplier`.
-    pub fn penalty_rate_daily(&self) -> Decimal {
-        self.daily_rate * self.penalty_multiplier
+    pub fn penalty_rate_daily(&self) -> Rate {
+        self.daily_rate.times(self.penalty_multiplier)
     }
 }
 
@@ -74,28 +68,23 @@ impl Terms {
 pub struct ScheduledInstallment {
     pub n: u32,
     pub due_on: Date,
-    #[serde(with = "amount_str")]
-    pub principal: Decimal,
-    #[serde(with = "amount_str")]
-    pub interest: Decimal,
+    pub principal: Money,
+    pub interest: Money,
 }
 
 /// One installment of a restructure plan (numbered by the ledger).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanInstallment {
     pub due_on: Date,
-    #[serde(with = "amount_str")]
-    pub principal: Decimal,
-    #[serde(with = "amount_str")]
-    pub interest: Decimal,
+    pub principal: Money,
+    pub interest: Money,
 }
 
 /// `disbursed` (放款). After validation `schedule` is always present: computed when omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Disbursed {
     pub on: Date,
-    #[serde(with = "amount_str")]
-    pub principal: Decimal,
+    pub principal: Money,
     pub currency: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub borrower: Option<String>,
@@ -107,8 +96,7 @@ pub struct Disbursed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payment {
     pub on: Date,
-    #[serde(with = "amount_str")]
-    pub amount: Decimal,
+    pub amount: Money,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
 }
@@ -124,14 +112,14 @@ pub struct Missed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waiver {
     All,
-    Amount(Decimal),
+    Amount(Money),
 }
 
 impl Serialize for Waiver {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Waiver::All => s.serialize_str("all"),
-            Waiver::Amount(d) => amount_str::serialize(d, s),
+            Waiver::Amount(m) => m.serialize(s),
         }
     }
 }
@@ -150,7 +138,7 @@ pub enum Reschedule {
 pub struct Extension {
     pub agreed_on: Date,
     pub waive_penalty: Option<Waiver>,
-    pub waive_interest: Option<Decimal>,
+    pub waive_interest: Option<Money>,
     pub reschedule: Reschedule,
 }
 
@@ -166,7 +154,7 @@ impl Serialize for Extension {
             m.serialize_entry("waive_penalty", w)?;
         }
         if let Some(w) = &self.waive_interest {
-            m.serialize_entry("waive_interest", &crate::money::fmt_amount(*w))?;
+            m.serialize_entry("waive_interest", w)?;
         }
         if let Reschedule::Restructure(plan) = &self.reschedule {
             m.serialize_entry("installments", plan)?;
@@ -253,8 +241,7 @@ wire_names!(Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Promise {
     pub on: Date,
-    #[serde(with = "amount_str")]
-    pub amount: Decimal,
+    pub amount: Money,
 }
 
 /// `contact` (催收记录): what the collection desk did. It moves no money.
@@ -277,7 +264,7 @@ impl Contact {
     /// The business date: the UTC date of `at` (docs/decisions.md 27), the same under every
     /// policy, so a stream replays identically whatever the business time zone.
     pub fn business_date(&self) -> Date {
-        self.at.date_naive()
+        BusinessDate::new(self.at.date_naive())
     }
 }
 
@@ -319,10 +306,10 @@ impl Body {
 /// An event as a caller submits it: envelope fields other than `loan_id` and the body optional.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    pub event_id: Option<Uuid>,
-    pub loan_id: Uuid,
+    pub event_id: Option<EventId>,
+    pub loan_id: LoanId,
     /// The expected position (optimistic concurrency).
-    pub seq: Option<u64>,
+    pub seq: Option<Seq>,
     pub recorded_at: Option<Timestamp>,
     pub body: Body,
 }
@@ -330,9 +317,9 @@ pub struct NewEvent {
 /// A stored event: envelope, body and its link in the loan's hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
-    pub event_id: Uuid,
-    pub loan_id: Uuid,
-    pub seq: u64,
+    pub event_id: EventId,
+    pub loan_id: LoanId,
+    pub seq: Seq,
     #[serde(serialize_with = "ser_timestamp")]
     pub recorded_at: Timestamp,
     #[serde(flatten)]

@@ -287,6 +287,11 @@ pub struct Rate(Decimal);
 
 impl Rate {
     pub const ZERO: Rate = Rate(Decimal::ZERO);
+    /// A rate the ledger already holds (parsed by the rate grammar or a policy), kept at its
+    /// scale.
+    pub const fn new(d: Decimal) -> Rate {
+        Rate(d)
+    }
     pub const fn decimal(self) -> Decimal {
         self.0
     }

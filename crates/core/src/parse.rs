@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::event::*;
-use crate::money::{parse_amount, parse_rate, NumberError};
+use crate::id::{EventId, LoanId, Seq};
+use crate::money::{parse_amount, parse_rate, Money, NumberError, Rate};
 
 /// The longest free-text field (`borrower`, `reference`) the ledger stores.
 pub const MAX_TEXT_CHARS: usize = 256;
@@ -259,22 +260,28 @@ impl Obj {
         }
     }
 
-    fn amount_of(&self, name: &str, s: String) -> Parsed<Decimal> {
-        parse_amount(&s).map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
+    fn amount_of(&self, name: &str, s: String) -> Parsed<Money> {
+        parse_amount(&s)
+            .map(Money::new)
+            .map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
     }
 
-    fn req_amount(&mut self, name: &str) -> Parsed<Decimal> {
+    fn req_amount(&mut self, name: &str) -> Parsed<Money> {
         let s = self.req_str(name)?;
         self.amount_of(name, s)
     }
 
-    fn req_rate(&mut self, name: &str) -> Parsed<Decimal> {
+    fn req_rate(&mut self, name: &str) -> Parsed<Rate> {
         let s = self.req_str(name)?;
-        parse_rate(&s).map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
+        parse_rate(&s)
+            .map(Rate::new)
+            .map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
     }
 
     fn date_of(&self, name: &str, s: String) -> Parsed<Date> {
-        parse_date(&s).ok_or_else(|| self.err(name, Invalid::BadDate(s)))
+        parse_date(&s)
+            .map(Date::new)
+            .ok_or_else(|| self.err(name, Invalid::BadDate(s)))
     }
 
     fn req_date(&mut self, name: &str) -> Parsed<Date> {
@@ -422,15 +429,15 @@ fn parse_event_value(v: Value) -> Parsed<(NewEvent, ChainFields)> {
     let mut o = Obj::new(v, "")?;
     let loan_id = {
         let s = o.req_str("loan_id")?;
-        uuid_of(&o, "loan_id", s)?
+        LoanId(uuid_of(&o, "loan_id", s)?)
     };
     let event_id = match o.opt_str("event_id")? {
         None => None,
-        Some(s) => Some(uuid_of(&o, "event_id", s)?),
+        Some(s) => Some(EventId(uuid_of(&o, "event_id", s)?)),
     };
     let seq = match o.take("seq") {
         None => None,
-        Some(v) => Some(o.uint_of("seq", v, 1, u64::MAX >> 1)?),
+        Some(v) => Some(Seq(o.uint_of("seq", v, 1, u64::MAX >> 1)?)),
     };
     let recorded_at = match o.opt_str("recorded_at")? {
         None => None,
@@ -495,10 +502,10 @@ fn parse_disbursed(o: &mut Obj) -> Parsed<Disbursed> {
     let mut t = Obj::new(terms_v, "terms")?;
     let daily_rate = t.req_rate("daily_rate")?;
     let penalty_multiplier = t.req_rate("penalty_multiplier")?;
-    if penalty_multiplier < Decimal::ONE {
+    if penalty_multiplier.decimal() < Decimal::ONE {
         return Err(t.err(
             "penalty_multiplier",
-            Invalid::MultiplierBelowOne(penalty_multiplier),
+            Invalid::MultiplierBelowOne(penalty_multiplier.decimal()),
         ));
     }
     let grace_days = t.req_uint("grace_days", 0, 30)? as u32;
@@ -633,7 +640,7 @@ fn parse_contact(o: &mut Obj) -> Parsed<Contact> {
                 return Err(p.err("amount", Invalid::NotPositive));
             }
             p.finish()?;
-            let day = at.date_naive();
+            let day = Date::new(at.date_naive());
             if on < day {
                 return Err(InputError::new(
                     "promise.on",

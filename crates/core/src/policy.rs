@@ -218,8 +218,8 @@ pub enum PolicyError {
 
 impl Policy {
     /// Today's business date in the policy's time zone, at the instant `now`.
-    pub fn business_date(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
-        now.with_timezone(&self.time_zone).date_naive()
+    pub fn business_date(&self, now: chrono::DateTime<chrono::Utc>) -> crate::Date {
+        crate::Date::new(now.with_timezone(&self.time_zone).date_naive())
     }
 
     /// The policy as people read it: its name and time zone.

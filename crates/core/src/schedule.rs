@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Date, Method, Repayment, ScheduledInstallment, Terms};
-use crate::money::round_cents;
+use crate::money::{Money, Rate};
 
 pub use crate::date::{add_months, last_date};
 
@@ -22,23 +22,24 @@ pub enum ScheduleError {
 /// Compute the schedule for `principal` disbursed `on` under `terms`.
 pub fn compute(
     on: Date,
-    principal: Decimal,
+    principal: Money,
     terms: &Terms,
 ) -> Result<Vec<ScheduledInstallment>, ScheduleError> {
     match terms.repayment {
         Repayment::Bullet { days } => {
-            let due_on = Some(crate::date::add_days(on, days))
-                .filter(|d| *d <= last_date())
+            let due_on = Some(on.add_days(days))
+                .filter(|d| d.naive() <= last_date())
                 .ok_or(ScheduleError::PastLastDate)?;
             let interest = principal
-                .checked_mul(terms.daily_rate)
+                .decimal()
+                .checked_mul(terms.daily_rate.decimal())
                 .and_then(|x| x.checked_mul(Decimal::from(days)))
                 .ok_or(ScheduleError::Overflow)?;
             Ok(vec![ScheduledInstallment {
                 n: 1,
                 due_on,
                 principal,
-                interest: round_cents(interest),
+                interest: Money::round(interest),
             }])
         }
         Repayment::Installments { count, method } => {
@@ -49,14 +50,16 @@ pub fn compute(
 
 fn installments(
     on: Date,
-    principal: Decimal,
-    daily_rate: Decimal,
+    principal: Money,
+    daily_rate: Rate,
     count: u32,
     method: Method,
 ) -> Result<Vec<ScheduledInstallment>, ScheduleError> {
+    let principal = principal.decimal();
     let n = Decimal::from(count);
     // Monthly rate r = daily_rate × 30.
     let r = daily_rate
+        .decimal()
         .checked_mul(Decimal::from(30))
         .ok_or(ScheduleError::Overflow)?;
     let payment_a = match method {
@@ -82,14 +85,14 @@ fn installments(
     let mut out = Vec::with_capacity(count as usize);
     let mut owed = principal; // O_k: principal still owed before installment k
     for k in 1..=count {
-        let due_on = add_months(on, k).ok_or(ScheduleError::PastLastDate)?;
-        let interest = round_cents(owed.checked_mul(r).ok_or(ScheduleError::Overflow)?);
+        let due_on = on.add_months(k).ok_or(ScheduleError::PastLastDate)?;
+        let interest = Money::round(owed.checked_mul(r).ok_or(ScheduleError::Overflow)?);
         let part = if k == count {
             owed
         } else {
             match payment_a {
-                None => round_cents(principal / n),
-                Some(a) => round_cents(a - interest),
+                None => Money::round(principal / n).decimal(),
+                Some(a) => Money::round(a - interest.decimal()).decimal(),
             }
         };
         if part.is_sign_negative() || part > owed {
@@ -98,7 +101,7 @@ fn installments(
         out.push(ScheduledInstallment {
             n: k,
             due_on,
-            principal: round_cents(part),
+            principal: Money::round(part),
             interest,
         });
         owed -= part;
@@ -111,16 +114,19 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
+    fn d(s: &str) -> Money {
+        Money::from_str(s).unwrap()
+    }
+    fn r(s: &str) -> Rate {
+        Rate::from_str(s).unwrap()
     }
     fn date(s: &str) -> Date {
         Date::from_str(s).unwrap()
     }
     fn terms(rate: &str, repayment: Repayment) -> Terms {
         Terms {
-            daily_rate: d(rate),
-            penalty_multiplier: d("1.5"),
+            daily_rate: r(rate),
+            penalty_multiplier: r("1.5"),
             grace_days: 0,
             compound: true,
             repayment,
@@ -170,10 +176,10 @@ mod tests {
 
     #[test]
     fn month_end_clamps() {
-        assert_eq!(add_months(date("2024-01-31"), 1), Some(date("2024-02-29")));
-        assert_eq!(add_months(date("2023-01-31"), 1), Some(date("2023-02-28")));
-        assert_eq!(add_months(date("2024-01-31"), 2), Some(date("2024-03-31")));
-        assert_eq!(add_months(date("2024-01-31"), 3), Some(date("2024-04-30")));
+        assert_eq!(date("2024-01-31").add_months(1), Some(date("2024-02-29")));
+        assert_eq!(date("2023-01-31").add_months(1), Some(date("2023-02-28")));
+        assert_eq!(date("2024-01-31").add_months(2), Some(date("2024-03-31")));
+        assert_eq!(date("2024-01-31").add_months(3), Some(date("2024-04-30")));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Body, Disbursed, NewEvent};
+use crate::money::Money;
 use crate::parse::{InputError, Invalid};
 use crate::policy::Policy;
 use crate::schedule;
@@ -19,7 +20,7 @@ pub fn validate(ev: &mut NewEvent, policy: &Policy) -> Result<(), InputError> {
 }
 
 fn validate_disbursed(d: &mut Disbursed, policy: &Policy) -> Result<(), InputError> {
-    let apr = d.terms.daily_rate * d.terms.penalty_multiplier * Decimal::from(365);
+    let apr = d.terms.penalty_rate_daily().decimal() * Decimal::from(365);
     if apr > policy.apr_cap {
         return Err(InputError::new(
             "terms.daily_rate",
@@ -34,7 +35,7 @@ fn validate_disbursed(d: &mut Disbursed, policy: &Policy) -> Result<(), InputErr
             .map_err(|e| InputError::new("terms.repayment", Invalid::BadSchedule(e.to_string())))?;
         return Ok(());
     }
-    let mut sum = Decimal::ZERO;
+    let mut sum = Money::ZERO;
     let mut prev = d.on;
     for (i, inst) in d.schedule.iter().enumerate() {
         let want = i as u32 + 1;
@@ -66,8 +67,7 @@ fn validate_disbursed(d: &mut Disbursed, policy: &Policy) -> Result<(), InputErr
             "schedule",
             Invalid::BadSchedule(format!(
                 "installment principals sum to {}, not the principal {}",
-                crate::money::fmt_amount(sum),
-                crate::money::fmt_amount(d.principal)
+                sum, d.principal
             )),
         ));
     }

@@ -5,11 +5,10 @@
 //! stage at the *start* of its local day: the events dated before that day, projected to the day
 //! (docs/decisions.md 31).
 
-use arrears_core::date::prev_day;
-use chrono::{DateTime, NaiveDate};
+use arrears_core::id::{EventId, LoanId, Seq};
+use chrono::DateTime;
 use chrono_tz::Tz;
 use serde::Serialize;
-use uuid::Uuid;
 
 use arrears_core::event::{Body, Channel, Contact, Date, Event, Outcome, Party};
 use arrears_core::policy::Escalation;
@@ -60,8 +59,8 @@ impl Rule {
 /// The contact a finding is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContactRef {
-    pub seq: u64,
-    pub event_id: Uuid,
+    pub seq: Seq,
+    pub event_id: EventId,
     /// Local time in the policy's zone, RFC 3339 with its offset.
     pub at: String,
     pub channel: Channel,
@@ -73,7 +72,7 @@ pub struct ContactRef {
 /// One broken rule. Field order is the JSON key order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub rule: Rule,
     /// The contact, or `null` for a loan-level finding (the cost cap).
     pub contact: Option<ContactRef>,
@@ -112,7 +111,7 @@ pub fn fmt_local(t: &DateTime<Tz>) -> String {
 /// The stage at the start of local day `day`: every event dated before it (business date),
 /// projected to `day`. `None` before the disbursement counts.
 pub fn stage_at_start_of(events: &[Event], day: Date, policy: &Policy) -> Option<StageOnDay> {
-    let before = prev_day(day)?;
+    let before = day.prev_day()?;
     let loan = crate::fold(events, before, None, policy)?;
     let p = crate::project(&loan, day, None, policy);
     Some(StageOnDay {
@@ -154,7 +153,7 @@ fn reached(o: Outcome) -> bool {
 /// Every finding for one loan's contacts with a local date on or before `as_of`, in (at, seq)
 /// order, then rule order. `events` is the loan's stream (any order); a loan with no disbursement
 /// has no findings.
-pub fn check_contacts(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Vec<Finding> {
+pub fn check_contacts(events: &[Event], as_of: Date, policy: &Policy) -> Vec<Finding> {
     let tz = policy.time_zone;
     let rules = &policy.contact;
     let mut contacts: Vec<(&Event, &Contact)> = events
@@ -163,16 +162,16 @@ pub fn check_contacts(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Ve
             Body::Contact(c) => Some((e, c)),
             _ => None,
         })
-        .filter(|(_, c)| local(&c.at, tz).date_naive() <= as_of)
+        .filter(|(_, c)| Date::new(local(&c.at, tz).date_naive()) <= as_of)
         .collect();
     contacts.sort_by_key(|(e, c)| (c.at, e.seq));
     let mut out = Vec::new();
     // Calls to the borrower per local day, and failed borrower calls since last reached.
-    let mut calls_today: (Option<NaiveDate>, u32) = (None, 0);
+    let mut calls_today: (Option<Date>, u32) = (None, 0);
     let mut failed_since_reached = 0u32;
     for (e, c) in &contacts {
         let lt = local(&c.at, tz);
-        let day = lt.date_naive();
+        let day = Date::new(lt.date_naive());
         let r = ContactRef {
             seq: e.seq,
             event_id: e.event_id,
@@ -284,7 +283,7 @@ pub fn check_contacts(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Ve
 }
 
 /// The loan-level finding of the cost cap (docs/rules.md §R5) on `as_of`, if the loan is over it.
-pub fn check_cost(events: &[Event], as_of: NaiveDate, policy: &Policy) -> Option<Finding> {
+pub fn check_cost(events: &[Event], as_of: Date, policy: &Policy) -> Option<Finding> {
     let loan = crate::fold(events, as_of, None, policy)?;
     let c = crate::cost::cost(&loan, as_of, policy);
     if !c.over_cap {

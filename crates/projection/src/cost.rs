@@ -1,8 +1,8 @@
 //! The annualised total cost of a loan against the policy's cap (docs/rules.md §R5).
 
+use arrears_core::id::LoanId;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
-use uuid::Uuid;
 
 use arrears_core::event::Date;
 use arrears_core::money::amount_str::serialize as amt;
@@ -24,7 +24,7 @@ fn cap<S: serde::Serializer>(r: &Decimal, s: S) -> Result<S::Ok, S::Error> {
 /// The cost measure on day D of a loan folded through D.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cost {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub as_of: Date,
     /// I(D − 1): interest charged by the end of the previous day (installments due by then, plus
     /// interest paid ahead on later ones).
@@ -52,7 +52,7 @@ pub struct Cost {
 pub fn cost(loan: &Loan, as_of: Date, policy: &Policy) -> Cost {
     let days = Decimal::from(365);
     let st = loan.accrual(as_of);
-    let interest = match arrears_core::date::prev_day(as_of) {
+    let interest = match as_of.prev_day() {
         Some(prev) if prev >= loan.disbursed_on => loan.principal_and_interest_at(prev).1,
         _ => Decimal::ZERO,
     };

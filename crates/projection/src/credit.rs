@@ -5,11 +5,9 @@
 //! One pass: the loan is folded event by event and projected at each month end, so the cost is
 //! O(events + months × installments).
 
-use arrears_core::date::{month_end, next_day};
-use chrono::Datelike;
+use arrears_core::id::LoanId;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use uuid::Uuid;
 
 use arrears_core::event::{Body, Date, Event};
 use arrears_core::Policy;
@@ -32,7 +30,7 @@ pub struct Month {
 /// The history of one loan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreditHistory {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub as_of: Date,
     pub policy: String,
     /// The statuses, oldest first, one character a month.
@@ -52,7 +50,7 @@ fn status(loan: &Loan, e: Date, first: Date, policy: &Policy) -> (char, i64) {
     let mut amount = Decimal::ZERO;
     let mut days = 0i64;
     for i in live().filter(|i| i.is_unpaid() && i.due_on < e) {
-        let d = (e - i.due_on).num_days();
+        let d = i.due_on.days_until(e);
         if d > g {
             amount += i.unpaid_principal() + i.unpaid_interest();
             days = days.max(d);
@@ -88,21 +86,21 @@ pub fn credit_history(events: &[Event], as_of: Date, policy: &Policy) -> Option<
     let mut loan = Loan::open_under(first, d, policy);
     let mut next = 0;
     let mut months = Vec::new();
-    let mut start = d.on.with_day(1).expect("day 1 exists");
+    let mut start = d.on.month_start();
     while start <= as_of {
-        let e = month_end(start).min(as_of);
+        let e = start.month_end().min(as_of);
         while next < rest.len() && rest[next].business_date() <= e {
             loan.apply(rest[next], policy);
             next += 1;
         }
         let (status, days_overdue) = status(&loan, e, start, policy);
         months.push(Month {
-            month: start.format("%Y-%m").to_string(),
+            month: start.naive().format("%Y-%m").to_string(),
             on: e,
             status,
             days_overdue,
         });
-        start = next_day(month_end(start));
+        start = start.month_end().next_day();
     }
     Some(CreditHistory {
         loan_id: first.loan_id,

@@ -8,7 +8,6 @@ use arrears_core::money::fmt_amount;
 use arrears_core::Policy;
 
 use crate::fold::Loan;
-use arrears_core::date::add_days;
 
 /// Why an event was refused in the light of the loan's state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,13 +87,13 @@ pub fn decide(
                     on: m.observed_on,
                 });
             };
-            let last_grace_day = add_days(inst.due_on, loan.grace_days);
+            let last_grace_day = inst.due_on.add_days(loan.grace_days);
             if m.observed_on <= last_grace_day {
                 return Err(Rejection::NotBeyondGrace {
                     n: inst.n,
                     due_on: inst.due_on,
                     grace_days: loan.grace_days,
-                    first_day: add_days(last_grace_day, 1),
+                    first_day: last_grace_day.add_days(1),
                     observed_on: m.observed_on,
                 });
             }
@@ -153,7 +152,7 @@ pub fn decide(
                 return Err(Rejection::LoanSettled { agreed_on: day });
             }
             if let Some(Waiver::Amount(a)) = x.waive_penalty {
-                if a > unpaid_penalty {
+                if a.decimal() > unpaid_penalty {
                     return Err(Rejection::WaivePenaltyExceeds {
                         asked: fmt_amount(a),
                         unpaid: fmt_amount(unpaid_penalty),
@@ -162,7 +161,7 @@ pub fn decide(
                 }
             }
             if let Some(w) = x.waive_interest {
-                if w > unpaid_interest {
+                if w.decimal() > unpaid_interest {
                     return Err(Rejection::WaiveInterestExceeds {
                         asked: fmt_amount(w),
                         unpaid: fmt_amount(unpaid_interest),
@@ -170,7 +169,7 @@ pub fn decide(
                 }
             }
             if let Reschedule::Restructure(plan) = &x.reschedule {
-                let sum: Decimal = plan.iter().map(|p| p.principal).sum();
+                let sum: Decimal = plan.iter().map(|p| p.principal.decimal()).sum();
                 if sum != unpaid_principal {
                     return Err(Rejection::PlanPrincipalMismatch {
                         plan: fmt_amount(sum),

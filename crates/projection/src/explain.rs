@@ -73,9 +73,9 @@ pub fn explain(loan: &Loan, as_of: Date) -> Explain {
         })
         .collect();
     Explain {
-        loan_id: LoanId(loan.loan_id),
+        loan_id: loan.loan_id,
         as_of,
-        penalty_rate_daily: loan.penalty_rate_daily.normalize().to_string(),
+        penalty_rate_daily: loan.penalty_rate_daily.decimal().normalize().to_string(),
         penalty_accrued: Money::new(loan.accrued(as_of)),
         accrual,
         payments: loan

@@ -10,11 +10,11 @@
 //! day being accrued reaches `x + grace + 1`; [`Penalty`] caches the sum over final days and
 //! recomputes only the last `grace` days (≤ 30) when asked.
 
+use arrears_core::id::LoanId;
+use arrears_core::money::{Money, Rate};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use uuid::Uuid;
 
-use arrears_core::date::{add_days, next_day, plus_days, prev_day, sub_days};
 use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
 use arrears_core::money::round_cents;
 
@@ -290,13 +290,13 @@ impl PromiseRecord {
 /// The folded state of one loan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub disbursed_on: Date,
     pub currency: String,
     pub principal: Decimal,
     pub grace_days: u32,
     pub compound: bool,
-    pub penalty_rate_daily: Decimal,
+    pub penalty_rate_daily: Rate,
     /// The cost cap's annual rate when the policy stops penalty at the cap (docs/rules.md §R5).
     pub stop_at_cost_cap: Option<Decimal>,
     pub installments: Vec<Installment>,
@@ -336,8 +336,8 @@ impl Loan {
                 let mut i = Installment {
                     n: s.n,
                     due_on: s.due_on,
-                    principal: s.principal,
-                    interest: s.interest,
+                    principal: s.principal.decimal(),
+                    interest: s.interest.decimal(),
                     paid_principal: Decimal::ZERO,
                     paid_interest: Decimal::ZERO,
                     removed: false,
@@ -352,7 +352,7 @@ impl Loan {
             loan_id: ev.loan_id,
             disbursed_on: d.on,
             currency: d.currency.clone(),
-            principal: d.principal,
+            principal: d.principal.decimal(),
             grace_days: d.terms.grace_days,
             compound,
             penalty_rate_daily: d.terms.penalty_rate_daily(),
@@ -372,15 +372,15 @@ impl Loan {
             misses: Vec::new(),
             allocations: Vec::new(),
             promises: Vec::new(),
-            version: ev.seq,
-            cursor: (d.on, ev.seq),
+            version: ev.seq.get(),
+            cursor: (d.on, ev.seq.get()),
         }
     }
 
     /// Whether installment `i`, due on `u`, defaulted under that due date: still unpaid at the end
     /// of `u + grace` with `u` still in force then.
     fn defaulted(&self, i: &Installment, u: Date) -> bool {
-        i.state_at(add_days(u, self.grace_days))
+        i.state_at(u.add_days(self.grace_days))
             .is_some_and(|s| s.due_on == u && s.unpaid)
     }
 
@@ -391,7 +391,7 @@ impl Loan {
             if let Some(s) = i.state_at(x) {
                 if s.unpaid
                     && x >= s.due_on
-                    && add_days(s.due_on, self.grace_days + 1) <= t
+                    && s.due_on.add_days(self.grace_days + 1) <= t
                     && self.defaulted(i, s.due_on)
                 {
                     b += s.base;
@@ -435,7 +435,7 @@ impl Loan {
     }
 
     fn daily(&self, base: Decimal) -> Decimal {
-        round_cents(base * self.penalty_rate_daily)
+        round_cents(base * self.penalty_rate_daily.decimal())
     }
 
     /// Unpaid principal P(x) and interest charged I(x) at the end of day x.
@@ -468,7 +468,7 @@ impl Loan {
         let days365 = Decimal::from(365);
         self.stretches(a, b, t, &mut |x0, x1, base| {
             let full = self.daily(base);
-            let n = (x1 - x0).num_days();
+            let n = x0.days_until(x1);
             let Some(cap) = self.stop_at_cost_cap else {
                 st.pen += full * Decimal::from(n);
                 emit(x0, x1, base, full);
@@ -510,7 +510,7 @@ impl Loan {
                     emit(x0, x1, base, full);
                 }
                 Some(k) => {
-                    let stop_x = plus_days(x0, k - 1);
+                    let stop_x = x0.plus_days(k - 1);
                     if k > 1 {
                         st.pen += full * Decimal::from(k - 1);
                         emit(x0, stop_x, base, full);
@@ -520,8 +520,8 @@ impl Loan {
                         arrears_core::money::cents_within(cap * st.pd - days365 * (i + st.pen))
                             .min(full);
                     st.pen += part;
-                    emit(stop_x, next_day(stop_x), base, part);
-                    st.stopped = Some(next_day(stop_x));
+                    emit(stop_x, stop_x.next_day(), base, part);
+                    st.stopped = Some(stop_x.next_day());
                 }
             }
         });
@@ -529,7 +529,7 @@ impl Loan {
 
     /// The first day x whose B is still open to a retroactive default as seen on day `t`.
     fn open_from(&self, t: Date) -> Date {
-        sub_days(t, self.grace_days)
+        t.sub_days(self.grace_days)
             .unwrap_or(t)
             .max(self.disbursed_on)
     }
@@ -539,7 +539,7 @@ impl Loan {
     pub fn principal_days(&self, t: Date) -> Decimal {
         let mut pd = Decimal::ZERO;
         self.stretches(self.disbursed_on, t, t, &mut |x0, x1, _| {
-            pd += self.principal_and_interest_at(x0).0 * Decimal::from((x1 - x0).num_days());
+            pd += self.principal_and_interest_at(x0).0 * Decimal::from(x0.days_until(x1));
         });
         pd
     }
@@ -620,14 +620,14 @@ impl Loan {
                 if base.is_zero() {
                     return;
                 }
-                let days = (x1 - x0).num_days();
+                let days = x0.days_until(x1);
                 // Penalty day d is charged on B(d − 1): x in [x0, x1) are days x0+1 ..= x1.
-                let (from, to) = (next_day(x0), x1);
+                let (from, to) = (x0.next_day(), x1);
                 match out.last_mut() {
                     Some(last)
                         if last.base == base
                             && last.daily == daily
-                            && next_day(last.to) == from =>
+                            && last.to.next_day() == from =>
                     {
                         last.to = to;
                         last.days += days;
@@ -667,7 +667,7 @@ impl Loan {
             .iter()
             .filter_map(|i| i.state_at(d))
             .filter(|s| s.unpaid && s.due_on < d)
-            .map(|s| (d - s.due_on).num_days())
+            .map(|s| s.due_on.days_until(d))
             .max()
             .unwrap_or(0)
     }
@@ -676,16 +676,17 @@ impl Loan {
     /// back-dated events did to the state they were checked against (SPEC §8 "Replay is total").
     pub fn apply(&mut self, ev: &Event, policy: &arrears_core::Policy) {
         let day = ev.business_date();
+        let seq = ev.seq.get();
         debug_assert!(
-            (day, ev.seq) >= self.cursor,
+            (day, seq) >= self.cursor,
             "events must be applied in (date, seq) order"
         );
-        self.cursor = (day, ev.seq);
-        self.version = self.version.max(ev.seq);
+        self.cursor = (day, seq);
+        self.version = self.version.max(seq);
         match &ev.body {
             // A second disbursement never passes `decide`; replay ignores one if it is there.
             Body::Disbursed(_) => {}
-            Body::Payment(p) => self.apply_payment(ev.seq, day, p.amount),
+            Body::Payment(p) => self.apply_payment(seq, day, p.amount.decimal()),
             Body::Missed(m) => {
                 let due_on = self
                     .installments
@@ -698,11 +699,11 @@ impl Loan {
                     observed_on: m.observed_on,
                 });
             }
-            Body::NegotiatedExtension(x) => self.apply_extension(ev.seq, x, policy),
+            Body::NegotiatedExtension(x) => self.apply_extension(seq, x, policy),
             // A contact moves no money; a promise to pay is recorded.
             Body::Contact(c) => {
                 if let Some(p) = &c.promise {
-                    let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
+                    let stage_before = self.stage_at_end_of(day.prev_day().unwrap_or(day), policy);
                     // Payments of the same day applied before it count too.
                     let paid: Decimal = self
                         .allocations
@@ -711,12 +712,12 @@ impl Loan {
                         .map(|a| a.amount)
                         .sum();
                     self.promises.push(PromiseRecord {
-                        seq: ev.seq,
+                        seq,
                         made_on: day,
                         on: p.on,
-                        amount: p.amount,
+                        amount: p.amount.decimal(),
                         paid,
-                        kept_on: (paid >= p.amount).then_some(day),
+                        kept_on: (paid >= p.amount.decimal()).then_some(day),
                         stage_before,
                     });
                 }
@@ -785,18 +786,18 @@ impl Loan {
 
     fn apply_extension(&mut self, seq: u64, x: &Extension, policy: &arrears_core::Policy) {
         let day = x.agreed_on;
-        let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
+        let stage_before = self.stage_at_end_of(day.prev_day().unwrap_or(day), policy);
         // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).
         let unpaid_penalty =
             (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);
         let waived_penalty = match x.waive_penalty {
             None => Decimal::ZERO,
             Some(Waiver::All) => unpaid_penalty,
-            Some(Waiver::Amount(a)) => a.min(unpaid_penalty),
+            Some(Waiver::Amount(a)) => a.decimal().min(unpaid_penalty),
         };
         self.penalty.waived += waived_penalty;
         // 2. Interest waiver, oldest installment first.
-        let mut left = x.waive_interest.unwrap_or(Decimal::ZERO);
+        let mut left = x.waive_interest.map_or(Decimal::ZERO, Money::decimal);
         let mut waived_interest = Decimal::ZERO;
         for &i in self.allocation_order().as_mut_slice().iter() {
             if left.is_zero() {
@@ -837,8 +838,8 @@ impl Loan {
                     self.installments.push(Installment {
                         n: next_n,
                         due_on: p.due_on,
-                        principal: p.principal,
-                        interest: p.interest,
+                        principal: p.principal.decimal(),
+                        interest: p.interest.decimal(),
                         paid_principal: Decimal::ZERO,
                         paid_interest: Decimal::ZERO,
                         removed: false,

@@ -14,6 +14,8 @@
 //! value; strings as a varint length then UTF-8. Decoding allocates only the loan's own lists.
 
 use arrears_core::date::{days_from_ce, from_days_from_ce};
+use arrears_core::id::LoanId;
+use arrears_core::money::Rate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -151,7 +153,7 @@ impl Writer {
     fn date(&mut self, d: Date) {
         // Days from 0001-01-01 are positive for every date the ledger accepts; a date before
         // it is refused by the wire grammar, so the value is never negative here.
-        self.uint(days_from_ce(d).max(0) as u128);
+        self.uint(days_from_ce(d.naive()).max(0) as u128);
     }
     fn dec(&mut self, d: Decimal) {
         self.0
@@ -244,7 +246,9 @@ impl<'a> Reader<'a> {
     }
     fn date(&mut self, field: &'static str) -> Decoded<Date> {
         let n = self.uint(field, 31)? as i32;
-        from_days_from_ce(n).ok_or(SnapshotError::Invalid(field))
+        from_days_from_ce(n)
+            .map(Date::new)
+            .ok_or(SnapshotError::Invalid(field))
     }
     fn dec(&mut self, field: &'static str) -> Decoded<Decimal> {
         let head = self.byte(field)?;
@@ -309,7 +313,7 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
     w.dec(loan.principal);
     w.u32(loan.grace_days);
     w.bool(loan.compound);
-    w.dec(loan.penalty_rate_daily);
+    w.dec(loan.penalty_rate_daily.decimal());
     w.opt_dec(loan.stop_at_cost_cap);
     w.len(loan.installments.len());
     for i in &loan.installments {
@@ -392,13 +396,13 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
             .expect("16 bytes");
     r.0 = &r.0[16..];
     Ok(Loan {
-        loan_id: Uuid::from_bytes(id),
+        loan_id: LoanId(Uuid::from_bytes(id)),
         disbursed_on: r.date("disbursed_on")?,
         currency: r.str("currency")?,
         principal: r.dec("principal")?,
         grace_days: r.u32("grace_days")?,
         compound: r.bool("compound")?,
-        penalty_rate_daily: r.dec("penalty_rate_daily")?,
+        penalty_rate_daily: Rate::new(r.dec("penalty_rate_daily")?),
         stop_at_cost_cap: r.opt_dec("stop_at_cost_cap")?,
         installments: r.list("installments", |r| {
             Ok(Installment {

@@ -1,8 +1,8 @@
 //! The SPEC §7 projection object, computed from a folded [`Loan`] at an as-of date.
 
+use arrears_core::id::LoanId;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
-use uuid::Uuid;
 
 use arrears_core::event::{fmt_timestamp, Date, Timestamp};
 use arrears_core::Policy;
@@ -10,7 +10,6 @@ use arrears_core::Policy;
 use crate::fold::Loan;
 use crate::json;
 use crate::stage::{self, Stage, StageInput};
-use arrears_core::date::add_days;
 
 use arrears_core::money::amount_str::serialize as amt;
 
@@ -120,7 +119,7 @@ pub struct Anomaly {
 /// The projection of one loan (SPEC §7). Field order is the output's key order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Projection {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub as_of: Date,
     #[serde(serialize_with = "ts")]
     pub known_at: Option<Timestamp>,
@@ -184,7 +183,7 @@ impl Projection {
     /// serde_json (UTF-8), with no allocation besides `out` growing.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"loan_id\":");
-        json::uuid(out, &self.loan_id);
+        json::uuid(out, &self.loan_id.uuid());
         out.extend_from_slice(b",\"as_of\":");
         json::date(out, self.as_of);
         out.extend_from_slice(b",\"known_at\":");
@@ -318,7 +317,7 @@ pub fn project(
             InstallmentStatus::Paid
         } else if i.due_on > as_of {
             InstallmentStatus::Future
-        } else if as_of <= add_days(i.due_on, grace_days) {
+        } else if as_of <= i.due_on.add_days(grace_days) {
             InstallmentStatus::Due
         } else {
             InstallmentStatus::Overdue
@@ -327,7 +326,7 @@ pub fn project(
             outstanding_principal += i.unpaid_principal();
             outstanding_interest += i.unpaid_interest();
             if i.due_on < as_of {
-                dpd = dpd.max((as_of - i.due_on).num_days());
+                dpd = dpd.max(i.due_on.days_until(as_of));
             }
         }
         if status == InstallmentStatus::Overdue {
@@ -361,7 +360,7 @@ pub fn project(
             .iter()
             .find(|i| i.n == m.installment)
             .and_then(|i| i.paid_on)
-            .is_some_and(|p| p <= add_days(due, grace_days));
+            .is_some_and(|p| p <= due.add_days(grace_days));
         if paid_in_time {
             anomalies.push(Anomaly {
                 kind: AnomalyKind::MissedButPaid,

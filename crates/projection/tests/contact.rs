@@ -7,7 +7,6 @@ use arrears_core::event::Event;
 use arrears_core::gate::Gate;
 use arrears_core::Policy;
 use arrears_projection::{replay, DecideGate};
-use chrono::NaiveDate;
 
 use common::{lines, seal};
 
@@ -30,7 +29,7 @@ fn gate_all(events: &[Event]) -> Vec<Result<(), String>> {
         .collect()
 }
 
-fn d(s: &str) -> NaiveDate {
+fn d(s: &str) -> arrears_core::Date {
     s.parse().unwrap()
 }
 

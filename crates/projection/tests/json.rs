@@ -2,6 +2,8 @@
 //! `Serialize` derive: on arbitrary field values (here) and on projections of random event
 //! streams (`model.rs`).
 
+use arrears_core::id::LoanId;
+use arrears_core::Date;
 use arrears_projection::fold::PromiseStatus;
 use arrears_projection::view::*;
 use arrears_projection::{Projection, Stage};
@@ -29,8 +31,8 @@ fn d(s: &str) -> Decimal {
 
 fn base() -> Projection {
     Projection {
-        loan_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
-        as_of: NaiveDate::from_ymd_opt(2024, 2, 10).unwrap(),
+        loan_id: LoanId::from(Uuid::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677)),
+        as_of: Date::from_ymd(2024, 2, 10).unwrap(),
         known_at: None,
         version: 1,
         policy: "default-v1".into(),
@@ -65,7 +67,7 @@ fn base() -> Projection {
         broken_promise: false,
         installments: vec![InstallmentView {
             n: 1,
-            due_on: NaiveDate::from_ymd_opt(2024, 1, 31).unwrap(),
+            due_on: Date::from_ymd(2024, 1, 31).unwrap(),
             principal: d("1000.00"),
             interest: d("15.00"),
             paid_principal: d("0.00"),
@@ -213,13 +215,15 @@ fn decimal() -> impl Strategy<Value = Decimal> {
     ]
 }
 
-fn date() -> impl Strategy<Value = NaiveDate> {
+fn date() -> impl Strategy<Value = Date> {
     prop_oneof![
         4 => (0i32..=9999, 1u32..=366),
         1 => (-262_000i32..262_000, 1u32..=366),
     ]
     .prop_map(|(y, doy)| {
-        NaiveDate::from_yo_opt(y, doy).unwrap_or_else(|| NaiveDate::from_yo_opt(y, 1).unwrap())
+        Date::new(
+            NaiveDate::from_yo_opt(y, doy).unwrap_or_else(|| NaiveDate::from_yo_opt(y, 1).unwrap()),
+        )
     })
 }
 
@@ -300,7 +304,7 @@ fn projection() -> impl Strategy<Value = Projection> {
                 anomalies,
                 promise,
             )| Projection {
-                loan_id: Uuid::from_u128(id),
+                loan_id: LoanId::from(Uuid::from_u128(id)),
                 as_of,
                 known_at: known.and_then(|(secs, nanos)| Utc.timestamp_opt(secs, nanos).single()),
                 version,

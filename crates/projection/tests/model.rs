@@ -8,10 +8,11 @@ mod reference;
 use arrears_core::chain::GENESIS;
 use arrears_core::event::*;
 use arrears_core::gate::Gate;
-use arrears_core::money::round_cents;
+use arrears_core::id::{EventId, LoanId, Seq};
+use arrears_core::money::{round_cents, Money};
 use arrears_core::{schedule, Policy};
 use arrears_projection::{fold, project, replay, DecideGate, Snapshot};
-use chrono::{Days, NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use rust_decimal::Decimal;
@@ -111,13 +112,13 @@ fn spec() -> impl Strategy<Value = Spec> {
 const RATES: [&str; 5] = ["0", "0.0001", "0.0003", "0.0005", "0.00065"];
 const MULTS: [&str; 3] = ["1", "1.2", "1.5"];
 
-fn plus(d: NaiveDate, n: u32) -> NaiveDate {
-    d.checked_add_days(Days::new(n as u64)).unwrap()
+fn plus(d: Date, n: u32) -> Date {
+    d.add_days(n)
 }
 
 fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
-    let loan_id = Uuid::from_u128(7);
-    let on = NaiveDate::from_ymd_opt(2024, 1, 31).unwrap();
+    let loan_id = LoanId(Uuid::from_u128(7));
+    let on = Date::from_ymd(2024, 1, 31).unwrap();
     let (bullet, k, equal_installment) = spec.repayment;
     let terms = Terms {
         daily_rate: RATES[spec.rate_idx].parse().unwrap(),
@@ -139,7 +140,7 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
             }
         },
     };
-    let principal = Decimal::new(spec.principal_cents, 2);
+    let principal = Money::from_cents(spec.principal_cents);
     let Ok(sched) = schedule::compute(on, principal, &terms) else {
         return Vec::new();
     };
@@ -148,9 +149,9 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
     let mut offer = |history: &mut Vec<Event>, body: Body| {
         let seq = history.len() as u64 + 1;
         let ev = Event {
-            event_id: Uuid::from_u128(seq as u128),
+            event_id: EventId(Uuid::from_u128(seq as u128)),
             loan_id,
-            seq,
+            seq: Seq(seq),
             recorded_at: Utc
                 .timestamp_opt(1_706_000_000 + 3600 * seq as i64, 0)
                 .unwrap(),
@@ -179,7 +180,7 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                 &mut history,
                 Body::Payment(Payment {
                     on: plus(on, offset),
-                    amount: Decimal::new(cents, 2),
+                    amount: Money::from_cents(cents),
                     reference: None,
                 }),
             ),
@@ -196,7 +197,8 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                     let day = plus(on, offset);
                     let minute_of_day = (minute_of_day + 7 * j).min(1439);
                     let at = Utc.from_utc_datetime(
-                        &day.and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
+                        &day.naive()
+                            .and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
                             .unwrap(),
                     );
                     let outcome = Outcome::ALL[outcome];
@@ -210,7 +212,7 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                             agent: "agent-1".into(),
                             promise: (outcome == Outcome::PromiseToPay).then(|| Promise {
                                 on: plus(day, promise.0),
-                                amount: Decimal::new(promise.1, 2),
+                                amount: Money::from_cents(promise.1),
                             }),
                         }),
                     )
@@ -238,12 +240,12 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                 let wp = match waive_penalty {
                     0 => None,
                     1 => Some(Waiver::All),
-                    _ => Some(Waiver::Amount(round_cents(
+                    _ => Some(Waiver::Amount(Money::round(
                         p.outstanding.penalty / Decimal::TWO,
                     ))),
                 };
                 let wi = (waive_interest_pct > 0).then(|| {
-                    round_cents(
+                    Money::round(
                         p.outstanding.interest * Decimal::from(waive_interest_pct)
                             / Decimal::from(4),
                     )
@@ -256,12 +258,12 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                             (1..=parts)
                                 .map(|j| PlanInstallment {
                                     due_on: plus(day, spacing * j),
-                                    principal: if j == parts {
+                                    principal: Money::round(if j == parts {
                                         p.outstanding.principal - each * Decimal::from(parts - 1)
                                     } else {
                                         each
-                                    },
-                                    interest: round_cents(each * Decimal::new(1, 2)),
+                                    }),
+                                    interest: Money::round(each * Decimal::new(1, 2)),
                                 })
                                 .collect(),
                         )
@@ -289,7 +291,7 @@ fn closed_form(
     events: &[Event],
     policy: &Policy,
 ) -> (
-    NaiveDate,
+    Date,
     Option<chrono::DateTime<Utc>>,
     Option<serde_json::Value>,
 ) {
@@ -351,13 +353,13 @@ proptest! {
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
         let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
-        let naive = reference::project(&events, as_of, known_at, &policy.name);
+        let naive = reference::project(&events, as_of.naive(), known_at, &policy.name);
         prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
         if let Some(p) = fast {
             // Identities: paid + outstanding + waived = charged, per component.
             let inst_principal: Decimal = p["installments"].as_array().unwrap().iter().map(|i| dec(i, &["principal"])).sum();
             let inst_interest: Decimal = p["installments"].as_array().unwrap().iter().map(|i| dec(i, &["interest"])).sum();
-            let principal = match &events[0].body { Body::Disbursed(d) => d.principal, _ => unreachable!() };
+            let principal = match &events[0].body { Body::Disbursed(d) => d.principal.decimal(), _ => unreachable!() };
             prop_assert_eq!(dec(&p, &["paid", "principal"]) + dec(&p, &["outstanding", "principal"]), inst_principal);
             // A restructure replaces the unpaid principal it saw; a back-dated payment recorded
             // after it can make the plan cover more than is left ("replay is total": the plan
@@ -446,9 +448,9 @@ proptest! {
         let as_of = plus(events[0].business_date(), spec.as_of_offset);
         let fast: Vec<(u64, &str)> = arrears_projection::compliance::check_contacts(&events, as_of, &policy)
             .iter()
-            .map(|f| (f.contact.as_ref().unwrap().seq, f.rule.as_str()))
+            .map(|f| (f.contact.as_ref().unwrap().seq.get(), f.rule.as_str()))
             .collect();
-        prop_assert_eq!(fast, reference::compliance(&events, as_of, &policy));
+        prop_assert_eq!(fast, reference::compliance(&events, as_of.naive(), &policy));
     }
 
     /// The credit history, folded once across month ends, agrees with a full replay at each
@@ -474,7 +476,7 @@ proptest! {
                 && p.days_past_due > g
                 && {
                     let over: Decimal = p.installments.iter()
-                        .filter(|i| i.due_on < m.on && (m.on - i.due_on).num_days() > g)
+                        .filter(|i| i.due_on < m.on && i.due_on.days_until(m.on) > g)
                         .map(|i| i.principal + i.interest - i.paid_principal - i.paid_interest)
                         .sum();
                     over > policy.credit_report.tolerance
@@ -497,7 +499,7 @@ proptest! {
         let events = build(&spec, &policy);
         prop_assume!(!events.is_empty());
         let (as_of, known_at, fast) = closed_form(&spec, &events, &policy);
-        let naive = reference::project_capped(&events, as_of, known_at, &policy.name, Some(policy.cost_cap.annual_rate));
+        let naive = reference::project_capped(&events, as_of.naive(), known_at, &policy.name, Some(policy.cost_cap.annual_rate));
         prop_assert_eq!(&fast, &naive, "events: {}", lines_of(&events));
     }
 
@@ -639,7 +641,7 @@ fn long_schedules_match_reference() {
             let as_of = plus(events[0].business_date(), spec.as_of_offset + extra);
             let fast = replay(&events, as_of, None, &policy)
                 .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).unwrap());
-            let naive = reference::project(&events, as_of, None, &policy.name);
+            let naive = reference::project(&events, as_of.naive(), None, &policy.name);
             assert_eq!(fast, naive);
             checked += 1;
         }

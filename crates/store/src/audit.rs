@@ -38,7 +38,7 @@ fn check_chain(loan: Uuid, raw: &[RawChunk], head: Option<&Head>, seq: &mut u64)
         for ev in events {
             *seq += 1;
             let at = format!("loan {loan} seq {seq}");
-            if ev.loan_id != loan || ev.seq != *seq {
+            if ev.loan_id.uuid() != loan || ev.seq.get() != *seq {
                 return broken(at, format!("expected loan {loan} seq {seq} but the stored event says loan {} seq {} (an event was removed, inserted or reordered)", ev.loan_id, ev.seq));
             }
             if ev.prev_hash != prev {

@@ -54,8 +54,16 @@ impl SealedBatch {
             );
             let mut prev: Option<&Event> = None;
             for (i, ev) in l.events.iter().enumerate() {
-                assert_eq!(ev.loan_id, l.loan, "event of another loan in a sealed loan");
-                assert_eq!(ev.seq, l.prev_seq + 1 + i as u64, "seqs are contiguous");
+                assert_eq!(
+                    ev.loan_id.uuid(),
+                    l.loan,
+                    "event of another loan in a sealed loan"
+                );
+                assert_eq!(
+                    ev.seq.get(),
+                    l.prev_seq + 1 + i as u64,
+                    "seqs are contiguous"
+                );
                 if let Some(p) = prev {
                     assert_eq!(ev.prev_hash, p.hash, "each prev_hash is the previous hash");
                 }

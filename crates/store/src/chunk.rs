@@ -65,7 +65,7 @@ pub fn encode(events: &[Event]) -> Vec<u8> {
 /// The head an event makes when it is the last of its loan.
 pub fn head_of(ev: &Event) -> Head {
     Head {
-        seq: ev.seq,
+        seq: ev.seq.get(),
         hash: ev.hash.0,
         recorded_at: ev.recorded_at,
     }

@@ -827,7 +827,7 @@ fn copy_row(out: &mut Vec<u8>, ev: &arrears_core::event::Event, body: &[u8]) {
     out.extend_from_slice(&16i32.to_be_bytes());
     out.extend_from_slice(ev.loan_id.as_bytes());
     out.extend_from_slice(&8i32.to_be_bytes());
-    out.extend_from_slice(&(ev.seq as i64).to_be_bytes());
+    out.extend_from_slice(&(ev.seq.get() as i64).to_be_bytes());
     out.extend_from_slice(&16i32.to_be_bytes());
     out.extend_from_slice(ev.event_id.as_bytes());
     out.extend_from_slice(&(chunk_len as i32).to_be_bytes());

@@ -635,8 +635,8 @@ impl SledBackend {
             for c in &raw {
                 let evs =
                     chunk::decode(c).map_err(|why| self.corrupt(format!("loan {loan}"), why))?;
-                if let Some(e) = evs.iter().find(|e| e.event_id == *id) {
-                    found = Some((loan, e.seq));
+                if let Some(e) = evs.iter().find(|e| e.event_id.uuid() == *id) {
+                    found = Some((loan, e.seq.get()));
                 }
             }
             Ok(())
@@ -965,7 +965,7 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
                     let n = arrears_core::codec::encode(&stream[i]).len() + 4;
                     if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
                         b.insert(
-                            event_key(&loan, stream[start].seq),
+                            event_key(&loan, stream[start].seq.get()),
                             chunk::encode(&stream[start..i]),
                         );
                         start = i;
@@ -974,7 +974,7 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
                     bytes += n;
                 }
                 b.insert(
-                    event_key(&loan, stream[start].seq),
+                    event_key(&loan, stream[start].seq.get()),
                     chunk::encode(&stream[start..]),
                 );
                 stream.clear();
@@ -998,13 +998,13 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
             chunk::decode_into(&v, &mut stream)
                 .map_err(|why| corrupt(format!("loan {loan}"), why))?;
             for (i, ev) in stream[before..].iter().enumerate() {
-                if ev.loan_id != loan || ev.seq != (before + i) as u64 + 1 {
+                if ev.loan_id.uuid() != loan || ev.seq.get() != (before + i) as u64 + 1 {
                     return Err(corrupt(
                         format!("loan {loan} seq {}", before + i + 1),
                         "not contiguous; run `arrears verify` on the original".into(),
                     ));
                 }
-                fps.push(fingerprint(&ev.event_id));
+                fps.push(fingerprint(&ev.event_id.uuid()));
             }
             events += (stream.len() - before) as u64;
         }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use arrears_core::chain::{compute_hash, Digest32, GENESIS};
 use arrears_core::event::{fmt_timestamp, Event, NewEvent, Timestamp};
+use arrears_core::id::{EventId, Seq};
 use uuid::Uuid;
 
 use crate::backend::{Backend, SealedBatch, SealedLoan};
@@ -110,7 +111,7 @@ impl<B: Backend> Store<B> {
                 .map_err(|why| self.corrupt(format!("loan {loan} seq {first}"), why))?;
         }
         for (i, ev) in out.iter().enumerate() {
-            if ev.loan_id != *loan || ev.seq != i as u64 + 1 {
+            if ev.loan_id.uuid() != *loan || ev.seq.get() != i as u64 + 1 {
                 return Err(self.corrupt(
                     format!("loan {loan} seq {}", i + 1),
                     format!(
@@ -177,8 +178,9 @@ impl<B: Backend> Store<B> {
         // reused under another loan).
         let mut touched: Vec<Uuid> = Vec::new();
         for new in batch {
-            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id) {
-                touched.push(new.loan_id);
+            if let std::collections::hash_map::Entry::Vacant(slot) = loans.entry(new.loan_id.uuid())
+            {
+                touched.push(new.loan_id.uuid());
                 slot.insert(LoanWork {
                     head_seq: 0,
                     head_hash: GENESIS,
@@ -193,7 +195,7 @@ impl<B: Backend> Store<B> {
             let history = self.decode(loan, &raw)?;
             let last = history.last();
             let work = loans.get_mut(loan).expect("inserted above");
-            work.head_seq = last.map_or(0, |e| e.seq);
+            work.head_seq = last.map_or(0, |e| e.seq.get());
             work.head_hash = last.map_or(GENESIS, |e| e.hash);
             work.last_recorded_at = last.map(|e| e.recorded_at);
             work.stored = history.len();
@@ -202,9 +204,9 @@ impl<B: Backend> Store<B> {
         let mut unknown: Vec<Uuid> = Vec::new();
         let mut asked: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
         for new in batch.iter().filter(|_| lookup) {
-            if let Some(id) = new.event_id {
-                let own = &loans[&new.loan_id];
-                if !own.history.iter().any(|e| e.event_id == id) && asked.insert(id) {
+            if let Some(id) = new.event_id.map(EventId::uuid) {
+                let own = &loans[&new.loan_id.uuid()];
+                if !own.history.iter().any(|e| e.event_id.uuid() == id) && asked.insert(id) {
                     unknown.push(id);
                 }
             }
@@ -227,13 +229,16 @@ impl<B: Backend> Store<B> {
                     });
                 }
             }
-            if let Some(id) = new.event_id {
+            if let Some(id) = new.event_id.map(EventId::uuid) {
                 // Idempotency: this batch, then the loan's own stream (read anyway), then any
                 // other loan (the backend's cross-loan lookup; rare).
-                let own = &loans[&new.loan_id];
+                let own = &loans[&new.loan_id.uuid()];
                 let existing = match batch_ids.get(&id) {
                     Some((loan, i)) => Some(loans[loan].history[*i].clone()),
-                    None => match own.history[..own.stored].iter().find(|e| e.event_id == id) {
+                    None => match own.history[..own.stored]
+                        .iter()
+                        .find(|e| e.event_id.uuid() == id)
+                    {
                         Some(e) => Some(e.clone()),
                         None => match located.get(&id).copied() {
                             Some((loan, seq)) => {
@@ -263,13 +268,13 @@ impl<B: Backend> Store<B> {
                     continue;
                 }
             }
-            let work = loans.get_mut(&new.loan_id).expect("loaded above");
+            let work = loans.get_mut(&new.loan_id.uuid()).expect("loaded above");
             let seq = work.head_seq + 1;
-            if let Some(expected) = new.seq {
+            if let Some(expected) = new.seq.map(Seq::get) {
                 if expected != seq {
                     return Err(AppendError::Conflict {
                         index,
-                        loan: new.loan_id,
+                        loan: new.loan_id.uuid(),
                         expected,
                         head: work.head_seq,
                     });
@@ -289,18 +294,21 @@ impl<B: Backend> Store<B> {
                 (None, Some(prev)) => now.max(prev),
                 (None, None) => now,
             };
-            let event_id = new.event_id.unwrap_or_else(|| {
-                let ts = uuid::Timestamp::from_unix(
-                    uuid::NoContext,
-                    recorded_at.timestamp().max(0) as u64,
-                    recorded_at.timestamp_subsec_nanos(),
-                );
-                Uuid::new_v7(ts)
-            });
+            let event_id = new.event_id.map_or_else(
+                || {
+                    let ts = uuid::Timestamp::from_unix(
+                        uuid::NoContext,
+                        recorded_at.timestamp().max(0) as u64,
+                        recorded_at.timestamp_subsec_nanos(),
+                    );
+                    Uuid::new_v7(ts)
+                },
+                EventId::uuid,
+            );
             let mut ev = Event {
-                event_id,
+                event_id: EventId(event_id),
                 loan_id: new.loan_id,
-                seq,
+                seq: Seq(seq),
                 recorded_at,
                 body: new.body.clone(),
                 prev_hash: work.head_hash,
@@ -310,17 +318,19 @@ impl<B: Backend> Store<B> {
             gate.check(&work.history, &ev)
                 .map_err(|reason| AppendError::Rejected { index, reason })?;
             match runs.last_mut() {
-                Some((l, first, n)) if *l == ev.loan_id && *first + *n as u64 == seq => *n += 1,
-                _ => runs.push((ev.loan_id, seq, 1)),
+                Some((l, first, n)) if *l == ev.loan_id.uuid() && *first + *n as u64 == seq => {
+                    *n += 1
+                }
+                _ => runs.push((ev.loan_id.uuid(), seq, 1)),
             }
             if work.history.len() == work.stored {
-                order.push(ev.loan_id);
+                order.push(ev.loan_id.uuid());
             }
             work.head_seq = seq;
             work.head_hash = ev.hash;
             work.last_recorded_at = Some(recorded_at);
-            batch_ids.insert(event_id, (ev.loan_id, work.history.len()));
-            ids.push((event_id, ev.loan_id, seq));
+            batch_ids.insert(event_id, (ev.loan_id.uuid(), work.history.len()));
+            ids.push((event_id, ev.loan_id.uuid(), seq));
             let at = work.bodies.len();
             chunk::encode_event(&ev, &mut work.bodies);
             if let Some(s) = streaming.as_mut() {
@@ -422,7 +432,7 @@ impl<B: Backend> Store<B> {
     pub fn event_at(&self, loan: &Uuid, seq: u64) -> Result<Option<Event>, StoreError> {
         let raw = self.backend.read_stream(loan)?;
         let events = self.decode(loan, &raw)?;
-        Ok(events.into_iter().find(|e| e.seq == seq))
+        Ok(events.into_iter().find(|e| e.seq.get() == seq))
     }
 
     /// Visit the global log from `from` in commit order until `f` returns false.

@@ -25,7 +25,7 @@ pub fn write_sled_format1(path: &Path, streams: &[Vec<Event>]) {
         t.insert(cat(&[b"e", l, &1u64.to_be_bytes()]), chunk2)
             .unwrap();
         let head = cat(&[
-            &last.seq.to_be_bytes(),
+            &last.seq.get().to_be_bytes(),
             &last.hash.0,
             &last.recorded_at.timestamp_micros().to_be_bytes(),
         ]);
@@ -33,7 +33,7 @@ pub fn write_sled_format1(path: &Path, streams: &[Vec<Event>]) {
         for e in evs {
             t.insert(
                 cat(&[b"i", e.event_id.as_bytes()]),
-                cat(&[l, &e.seq.to_be_bytes()]),
+                cat(&[l, &e.seq.get().to_be_bytes()]),
             )
             .unwrap();
         }

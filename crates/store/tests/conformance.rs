@@ -36,7 +36,7 @@ fn pay(extra: &str) -> NewEvent {
 fn chain_ok(events: &[Event]) -> bool {
     let mut prev = GENESIS;
     for (i, e) in events.iter().enumerate() {
-        if e.seq != i as u64 + 1 || e.prev_hash != prev || compute_hash(e) != e.hash {
+        if e.seq.get() != i as u64 + 1 || e.prev_hash != prev || compute_hash(e) != e.hash {
             return false;
         }
         prev = e.hash;
@@ -144,13 +144,13 @@ fn seqs_are_contiguous_and_the_chain_verifies<F: Fixture>() {
         )
         .unwrap();
     assert_eq!(
-        out.iter().map(|a| a.event.seq).collect::<Vec<_>>(),
+        out.iter().map(|a| a.event.seq.get()).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
     s.append(vec![pay("")], &mut OpenGate, store_now()).unwrap();
     let stream = s.stream(loan(), None).unwrap();
     assert_eq!(
-        stream.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        stream.iter().map(|e| e.seq.get()).collect::<Vec<_>>(),
         vec![1, 2, 3, 4]
     );
     assert_eq!(stream[0].prev_hash, GENESIS);
@@ -166,7 +166,7 @@ fn seqs_are_contiguous_and_the_chain_verifies<F: Fixture>() {
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].1.seq, 4);
     assert_eq!(heads[0].1.hash, stream[3].hash.0);
-    assert_eq!(s.event_at(&loan(), 2).unwrap().unwrap().seq, 2);
+    assert_eq!(s.event_at(&loan(), 2).unwrap().unwrap().seq.get(), 2);
     assert!(s.event_at(&loan(), 5).unwrap().is_none());
     assert_eq!(s.verify().unwrap(), None);
 }
@@ -340,7 +340,7 @@ fn an_event_id_stored_under_another_loan_is_found<F: Fixture>() {
         "10.00",
         &format!(r#","event_id":"{id}""#),
     ));
-    reused.loan_id = other;
+    reused.loan_id = other.into();
     let e = s
         .append(vec![reused], &mut OpenGate, store_now())
         .unwrap_err();
@@ -356,7 +356,7 @@ fn an_event_id_under_another_loan_is_found_in_the_same_process<F: Fixture>() {
     let id = "11111111-2222-4333-8444-888888888888";
     let other = paid_with_id_beside_another_loan(&s, id);
     let mut reused = pay(&format!(r#","event_id":"{id}""#));
-    reused.loan_id = other;
+    reused.loan_id = other.into();
     let e = s
         .append(vec![reused], &mut OpenGate, store_now())
         .unwrap_err();
@@ -562,7 +562,7 @@ fn a_commit_from_a_stale_head_is_refused<F: Fixture>() {
             events: vec![ev.clone()],
         }],
         runs: vec![(loan(), 1, 1)],
-        ids: vec![(ev.event_id, loan(), 1)],
+        ids: vec![(ev.event_id.uuid(), loan(), 1)],
     };
     stale.assert_sealed();
     let e = s.backend().commit(&stale).unwrap_err();
@@ -585,12 +585,12 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
         batch.push(disbursed_for(*l));
         for _ in 0..4 {
             let mut p = pay("");
-            p.loan_id = *l;
+            p.loan_id = (*l).into();
             batch.push(p);
         }
     }
     let mut bad = event(&payment(LOAN, "2024-02-05", "66.00", ""));
-    bad.loan_id = loans[7];
+    bad.loan_id = loans[7].into();
     let mut refused = batch.clone();
     refused.push(bad);
     let e = s

@@ -104,7 +104,7 @@ fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
     let ids: Vec<Uuid> = (0..40u128).map(|i| Uuid::from_u128(1000 + i)).collect();
     for (i, id) in ids.iter().enumerate() {
         let mut d = disbursed(&Uuid::from_u128(i as u128 + 1));
-        d.event_id = Some(*id);
+        d.event_id = Some((*id).into());
         s.append(vec![d], &mut OpenGate, store_now()).unwrap();
     }
     let runs = s.backend().raw_tree().scan_prefix([b'f']).count();
@@ -114,7 +114,7 @@ fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
     // Every id is still found under its own loan when reused for another.
     for (i, id) in ids.iter().enumerate().step_by(7) {
         let mut d = disbursed(&Uuid::from_u128(999));
-        d.event_id = Some(*id);
+        d.event_id = Some((*id).into());
         let e = s.append(vec![d], &mut OpenGate, store_now()).unwrap_err();
         assert!(
             e.to_string().contains(&format!(
@@ -291,9 +291,9 @@ fn the_binary_encoding_round_trips_every_kind() {
     for (i, line) in lines.iter().enumerate() {
         let new = event(line);
         let mut e = Event {
-            event_id: Uuid::from_u128(i as u128 + 1),
+            event_id: Uuid::from_u128(i as u128 + 1).into(),
             loan_id: new.loan_id,
-            seq: i as u64 + 1,
+            seq: (i as u64 + 1).into(),
             recorded_at: Utc.timestamp_micros(1_700_000_000_123_456).unwrap(),
             body: new.body,
             prev_hash: GENESIS,

@@ -34,9 +34,9 @@ pub fn seal(lines: &[String], id_base: u128) -> Vec<Event> {
         validate(&mut ev, &policy).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
         let seq = i as u64 + 1;
         let mut e = Event {
-            event_id: Uuid::from_u128(id_base + seq as u128),
+            event_id: arrears_core::id::EventId(Uuid::from_u128(id_base + seq as u128)),
             loan_id: ev.loan_id,
-            seq,
+            seq: arrears_core::id::Seq(seq),
             recorded_at: ev
                 .recorded_at
                 .unwrap_or_else(|| Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap()),

@@ -37,7 +37,7 @@ pub fn run(args: ExportArgs, ctx: &Ctx) -> Result<(), Failure> {
 }
 
 fn csv(
-    as_of: chrono::NaiveDate,
+    as_of: arrears_core::Date,
     out: Option<std::path::PathBuf>,
     ctx: &Ctx,
 ) -> Result<(), Failure> {

@@ -4,7 +4,7 @@
 use arrears_cli::ledger::{Failure, Ledger};
 use arrears_cli::render;
 use arrears_core::event::Timestamp;
-use chrono::NaiveDate;
+use arrears_core::Date;
 use uuid::Uuid;
 
 use super::Ctx;
@@ -39,7 +39,7 @@ fn one_loan<T>(
     loan: LoanArg,
     query: Query,
     ctx: &Ctx,
-    compute: fn(&Ledger, Uuid, NaiveDate, Option<Timestamp>) -> Result<T, Failure>,
+    compute: fn(&Ledger, Uuid, Date, Option<Timestamp>) -> Result<T, Failure>,
     text: impl FnOnce(&T) -> Result<String, Failure>,
 ) -> Result<(), Failure> {
     let as_of = query.as_of.or_today(&ctx.policy);

@@ -328,7 +328,7 @@ pub fn project_capped(
     let mut evs: Vec<&Event> = events
         .iter()
         .filter(|e| known_at.is_none_or(|t| e.recorded_at <= t))
-        .filter(|e| e.business_date() <= as_of)
+        .filter(|e| e.business_date().naive() <= as_of)
         .collect();
     // recorded_at is monotone along seq, but filter rather than assume it.
     evs.sort_by_key(|e| (e.business_date(), e.seq));
@@ -336,23 +336,23 @@ pub fn project_capped(
     let Body::Disbursed(dis) = &first.body else {
         return None;
     };
-    if first.seq != 1 {
+    if first.seq.get() != 1 {
         return None;
     }
     let mut w = World {
-        on: dis.on,
+        on: dis.on.naive(),
         grace: dis.terms.grace_days as i64,
         compound: dis.terms.compound,
-        rate: dis.terms.daily_rate * dis.terms.penalty_multiplier,
+        rate: dis.terms.penalty_rate_daily().decimal(),
         cap,
         insts: dis
             .schedule
             .iter()
             .map(|s| Inst {
                 n: s.n,
-                due: s.due_on,
-                principal: s.principal,
-                interest: s.interest,
+                due: s.due_on.naive(),
+                principal: s.principal.decimal(),
+                interest: s.interest.decimal(),
                 paid_p: Decimal::ZERO,
                 paid_i: Decimal::ZERO,
                 removed: false,
@@ -369,11 +369,11 @@ pub fn project_capped(
         payments: Vec::new(),
         promises: Vec::new(),
     };
-    let version = evs.iter().map(|e| e.seq).max().unwrap();
+    let version = evs.iter().map(|e| e.seq.get()).max().unwrap();
     let mut day = w.on;
     let mut k = 1; // next event (the disbursement is index 0)
     loop {
-        while k < evs.len() && evs[k].business_date() == day {
+        while k < evs.len() && evs[k].business_date().naive() == day {
             let e = evs[k];
             k += 1;
             match &e.body {
@@ -381,13 +381,14 @@ pub fn project_capped(
                 Body::Contact(c) => {
                     if let Some(p) = &c.promise {
                         let before = w.stage_eod(plus(day, -1));
-                        w.promises.push((day, p.on, p.amount, before));
+                        w.promises
+                            .push((day, p.on.naive(), p.amount.decimal(), before));
                     }
                 }
                 Body::Payment(p) => {
-                    w.payments.push((day, p.amount));
+                    w.payments.push((day, p.amount.decimal()));
                     let unpaid_pen = w.accrued(day) - w.pen_paid - w.pen_waived;
-                    let mut left = p.amount;
+                    let mut left = p.amount.decimal();
                     let to_pen = left.min(unpaid_pen.max(Decimal::ZERO));
                     w.pen_paid += to_pen;
                     left -= to_pen;
@@ -418,9 +419,9 @@ pub fn project_capped(
                     w.pen_waived += match x.waive_penalty {
                         None => Decimal::ZERO,
                         Some(Waiver::All) => unpaid_pen,
-                        Some(Waiver::Amount(v)) => v.min(unpaid_pen),
+                        Some(Waiver::Amount(v)) => v.decimal().min(unpaid_pen),
                     };
-                    let mut left = x.waive_interest.unwrap_or(Decimal::ZERO);
+                    let mut left = x.waive_interest.map_or(Decimal::ZERO, |m| m.decimal());
                     for i in w.order() {
                         let inst = &mut w.insts[i];
                         let t = left.min(inst.interest - inst.paid_i);
@@ -431,8 +432,8 @@ pub fn project_capped(
                     match &x.reschedule {
                         Reschedule::NewDueOn(nd) => {
                             for inst in w.insts.iter_mut() {
-                                if inst.unpaid() && inst.due < *nd {
-                                    inst.due = *nd;
+                                if inst.unpaid() && inst.due < nd.naive() {
+                                    inst.due = nd.naive();
                                 }
                             }
                         }
@@ -452,9 +453,9 @@ pub fn project_capped(
                                 n += 1;
                                 w.insts.push(Inst {
                                     n,
-                                    due: p.due_on,
-                                    principal: p.principal,
-                                    interest: p.interest,
+                                    due: p.due_on.naive(),
+                                    principal: p.principal.decimal(),
+                                    interest: p.interest.decimal(),
                                     paid_p: Decimal::ZERO,
                                     paid_i: Decimal::ZERO,
                                     removed: false,
@@ -660,7 +661,7 @@ pub fn compliance(
             Channel::Letter | Channel::AgencyHandover | Channel::LegalFiling
         );
         if timed && (now < from || now >= to) {
-            out.push((e.seq, "contact_hours"));
+            out.push((e.seq.get(), "contact_hours"));
         }
         let is_borrower_call = |c: &arrears_core::event::Contact| {
             c.channel == Channel::Call && c.party == Party::Borrower
@@ -671,14 +672,14 @@ pub fn compliance(
                 .filter(|(_, o)| is_borrower_call(o) && local(o).date() == day)
                 .count();
             if nth > r.max_calls_per_day as usize {
-                out.push((e.seq, "calls_per_day"));
+                out.push((e.seq.get(), "calls_per_day"));
             }
         }
         if c.party != Party::Borrower {
             if c.outcome == Outcome::PromiseToPay
                 || !matches!(c.channel, Channel::Call | Channel::Visit)
             {
-                out.push((e.seq, "third_party_disclosure"));
+                out.push((e.seq.get(), "third_party_disclosure"));
             }
             let mut failed = 0;
             for (_, o) in cs[..k].iter().rev() {
@@ -696,30 +697,32 @@ pub fn compliance(
                 }
             }
             if failed < r.third_party_after_failed_calls {
-                out.push((e.seq, "third_party_contact"));
+                out.push((e.seq.get(), "third_party_contact"));
             }
         }
         let before: Vec<Event> = events
             .iter()
-            .filter(|x| x.business_date() < day)
+            .filter(|x| x.business_date().naive() < day)
             .cloned()
             .collect();
         let Some(p) = project(&before, day, None, &policy.name) else {
             continue;
         };
         if p["status"] == "settled" {
-            out.push((e.seq, "contact_after_settlement"));
+            out.push((e.seq.get(), "contact_after_settlement"));
             continue;
         }
         let stage = rank(p["stage"].as_str().unwrap());
         let need = |x: arrears_core::policy::Escalation| rank(x.as_str());
         match c.channel {
-            Channel::Visit if stage < need(r.visit_from) => out.push((e.seq, "visit_before_stage")),
+            Channel::Visit if stage < need(r.visit_from) => {
+                out.push((e.seq.get(), "visit_before_stage"))
+            }
             Channel::AgencyHandover if stage < need(r.agency_handover_from) => {
-                out.push((e.seq, "agency_before_stage"))
+                out.push((e.seq.get(), "agency_before_stage"))
             }
             Channel::LegalFiling if stage < need(r.legal_filing_from) => {
-                out.push((e.seq, "legal_filing_before_stage"))
+                out.push((e.seq.get(), "legal_filing_before_stage"))
             }
             _ => {}
         }
