@@ -23,9 +23,18 @@ fn dec<T: Copy + Into<Decimal>>(d: &T) -> Dec {
 fn undec(b: &Dec) -> Decimal {
     Decimal::deserialize(*b)
 }
-/// A stored amount: whole cents (every amount was parsed or rounded to cents before storing).
+/// A stored amount: whole cents (every amount was parsed or rounded to cents before storing, so
+/// its scale is 2; anything else is checked on the cold path).
+#[inline]
 fn money(b: &Dec) -> Result<Money, String> {
     let d = undec(b);
+    if d.scale() == 2 {
+        return Ok(Money::new(d));
+    }
+    odd_money(d)
+}
+#[cold]
+fn odd_money(d: Decimal) -> Result<Money, String> {
     Money::try_from(d).map_err(|e| format!("stored amount {d}: {e}"))
 }
 fn rate(b: &Dec) -> Rate {

@@ -170,7 +170,11 @@ impl Money {
     /// An amount the ledger already holds in cents (scale ≤ 2, from the amount grammar or a
     /// rounding), at exactly scale 2. Not a rounding: digits beyond cents are a bug
     /// (debug-asserted); use [`Money::round`] to round.
+    #[inline]
     pub fn new(d: Decimal) -> Money {
+        if d.scale() == 2 {
+            return Money(d);
+        }
         let mut m = d;
         m.rescale(2);
         debug_assert_eq!(m, d, "{d} is not a whole number of cents");
