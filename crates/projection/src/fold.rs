@@ -16,7 +16,6 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
-use arrears_core::money::round_cents;
 
 use crate::stage::{Stage, StageInput};
 
@@ -434,8 +433,13 @@ impl Loan {
         }
     }
 
+    /// The daily penalty on `base`: SPEC §3's one rounded product, `round(B × rate)`.
     fn daily(&self, base: Decimal) -> Decimal {
-        round_cents(base * self.penalty_rate_daily.decimal())
+        if base.is_zero() {
+            // Most stretches: nothing overdue (a base summed from no amounts has scale 0).
+            return Money::ZERO.decimal();
+        }
+        Money::new(base).charge(self.penalty_rate_daily).decimal()
     }
 
     /// Unpaid principal P(x) and interest charged I(x) at the end of day x.
