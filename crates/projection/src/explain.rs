@@ -82,7 +82,7 @@ pub fn explain(loan: &Loan, as_of: Date) -> Explain {
             .allocations
             .iter()
             .map(|a| PaymentView {
-                seq: Seq(a.seq),
+                seq: a.seq,
                 on: a.on,
                 amount: Money::new(a.amount),
                 penalty: Money::new(a.penalty),
@@ -102,7 +102,7 @@ pub fn explain(loan: &Loan, as_of: Date) -> Explain {
             .extensions
             .iter()
             .map(|e| ExtensionView {
-                seq: Seq(e.seq),
+                seq: e.seq,
                 agreed_on: e.agreed_on,
                 waived_penalty: Money::new(e.waived_penalty),
                 waived_interest: Money::new(e.waived_interest),

@@ -10,7 +10,7 @@
 //! day being accrued reaches `x + grace + 1`; [`Penalty`] caches the sum over final days and
 //! recomputes only the last `grace` days (≤ 30) when asked.
 
-use arrears_core::id::LoanId;
+use arrears_core::id::{LoanId, Seq};
 use arrears_core::money::{Money, Rate};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -208,7 +208,7 @@ pub struct Part {
 /// How one payment was allocated (SPEC §3), for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
-    pub seq: u64,
+    pub seq: Seq,
     pub on: Date,
     pub amount: Decimal,
     pub penalty: Decimal,
@@ -228,7 +228,7 @@ pub struct MissRecord {
 /// A counted extension and the stage the loan had at the end of the day before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionRecord {
-    pub seq: u64,
+    pub seq: Seq,
     pub agreed_on: Date,
     pub stage_before: Stage,
     pub waived_penalty: Decimal,
@@ -238,7 +238,7 @@ pub struct ExtensionRecord {
 /// A promise to pay (docs/rules.md §R3), and the payments counted towards it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromiseRecord {
-    pub seq: u64,
+    pub seq: Seq,
     /// The contact's business date.
     pub made_on: Date,
     /// Promised by the end of this day.
@@ -308,9 +308,9 @@ pub struct Loan {
     /// Promises to pay, in the order made; the last one made by a day is the one in force.
     pub promises: Vec<PromiseRecord>,
     /// The highest `seq` applied.
-    pub version: u64,
+    pub version: Seq,
     /// (business date, seq) of the last event applied: the next must sort after it.
-    pub cursor: (Date, u64),
+    pub cursor: (Date, Seq),
 }
 
 impl Loan {
@@ -371,8 +371,8 @@ impl Loan {
             misses: Vec::new(),
             allocations: Vec::new(),
             promises: Vec::new(),
-            version: ev.seq.get(),
-            cursor: (d.on, ev.seq.get()),
+            version: ev.seq,
+            cursor: (d.on, ev.seq),
         }
     }
 
@@ -680,7 +680,7 @@ impl Loan {
     /// back-dated events did to the state they were checked against (SPEC §8 "Replay is total").
     pub fn apply(&mut self, ev: &Event, policy: &arrears_core::Policy) {
         let day = ev.business_date();
-        let seq = ev.seq.get();
+        let seq = ev.seq;
         debug_assert!(
             (day, seq) >= self.cursor,
             "events must be applied in (date, seq) order"
@@ -729,7 +729,7 @@ impl Loan {
         }
     }
 
-    fn apply_payment(&mut self, seq: u64, day: Date, amount: Decimal) {
+    fn apply_payment(&mut self, seq: Seq, day: Date, amount: Decimal) {
         let unpaid_penalty = self.accrue(day) - self.penalty.paid - self.penalty.waived;
         let mut left = amount;
         let to_penalty = left.min(unpaid_penalty.max(Decimal::ZERO));
@@ -788,7 +788,7 @@ impl Loan {
         });
     }
 
-    fn apply_extension(&mut self, seq: u64, x: &Extension, policy: &arrears_core::Policy) {
+    fn apply_extension(&mut self, seq: Seq, x: &Extension, policy: &arrears_core::Policy) {
         let day = x.agreed_on;
         let stage_before = self.stage_at_end_of(day.prev_day().unwrap_or(day), policy);
         // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use arrears_core::id::LoanId;
+use arrears_core::id::{LoanId, Seq};
 
 use arrears_core::event::{Body, Date, Event, Timestamp};
 use arrears_core::gate::Gate;
@@ -107,8 +107,8 @@ impl<'p> DecideGate<'p> {
             .iter()
             .filter(|e| matches!(e.body, Body::NegotiatedExtension(_)))
             .count();
-        let key = (ev.business_date(), ev.seq.get());
-        let head = history.last().map_or(0, |e| e.seq.get());
+        let key = (ev.business_date(), ev.seq);
+        let head = history.last().map_or(Seq(0), |e| e.seq);
         // Fast path: the cached fold covers the whole history and the candidate sorts last.
         // The cache is used only for exactly this history: a batch sealed again after a race
         // brings a history with the same head seq but other events.
@@ -130,7 +130,7 @@ impl<'p> DecideGate<'p> {
         // An event dated before the disbursement is decided against the disbursement alone, so
         // it gets the rule it breaks (e.g. "payment before the disbursement").
         let split = all
-            .partition_point(|e| (e.business_date(), e.seq.get()) < key)
+            .partition_point(|e| (e.business_date(), e.seq) < key)
             .max(1);
         let mut loan = fold_counted(&all[..split], self.policy).ok_or(Rejection::NotDisbursed)?;
         decide::decide(&loan, ev, known_extensions, self.policy)?;

@@ -14,7 +14,7 @@
 //! value; strings as a varint length then UTF-8. Decoding allocates only the loan's own lists.
 
 use arrears_core::date::{days_from_ce, from_days_from_ce};
-use arrears_core::id::LoanId;
+use arrears_core::id::{LoanId, Seq};
 use arrears_core::money::Rate;
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -86,7 +86,7 @@ impl Snapshot {
 
     /// The head seq this snapshot reflects.
     pub fn version(&self) -> u64 {
-        self.loan.version
+        self.loan.version.get()
     }
 
     /// Whether it answers for `as_of` (no event is dated after it) under `policy`.
@@ -143,6 +143,9 @@ impl Writer {
     }
     fn u64(&mut self, x: u64) {
         self.uint(x as u128);
+    }
+    fn seq(&mut self, x: Seq) {
+        self.u64(x.get());
     }
     fn u32(&mut self, x: u32) {
         self.uint(x as u128);
@@ -232,6 +235,9 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self, field: &'static str) -> Decoded<u64> {
         Ok(self.uint(field, 64)? as u64)
+    }
+    fn seq(&mut self, field: &'static str) -> Decoded<Seq> {
+        self.u64(field).map(Seq)
     }
     fn u32(&mut self, field: &'static str) -> Decoded<u32> {
         Ok(self.uint(field, 32)? as u32)
@@ -347,7 +353,7 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
     w.dec(loan.overpaid);
     w.len(loan.extensions.len());
     for x in &loan.extensions {
-        w.u64(x.seq);
+        w.seq(x.seq);
         w.date(x.agreed_on);
         w.stage(x.stage_before);
         w.dec(x.waived_penalty);
@@ -361,7 +367,7 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
     }
     w.len(loan.allocations.len());
     for a in &loan.allocations {
-        w.u64(a.seq);
+        w.seq(a.seq);
         w.date(a.on);
         w.dec(a.amount);
         w.dec(a.penalty);
@@ -375,7 +381,7 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
     }
     w.len(loan.promises.len());
     for p in &loan.promises {
-        w.u64(p.seq);
+        w.seq(p.seq);
         w.date(p.made_on);
         w.date(p.on);
         w.dec(p.amount);
@@ -383,9 +389,9 @@ fn write_loan(w: &mut Writer, loan: &Loan) {
         w.opt_date(p.kept_on);
         w.stage(p.stage_before);
     }
-    w.u64(loan.version);
+    w.seq(loan.version);
     w.date(loan.cursor.0);
-    w.u64(loan.cursor.1);
+    w.seq(loan.cursor.1);
 }
 
 fn read_loan(r: &mut Reader) -> Decoded<Loan> {
@@ -439,7 +445,7 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
         overpaid: r.dec("overpaid")?,
         extensions: r.list("extensions", |r| {
             Ok(ExtensionRecord {
-                seq: r.u64("extensions.seq")?,
+                seq: r.seq("extensions.seq")?,
                 agreed_on: r.date("extensions.agreed_on")?,
                 stage_before: r.stage("extensions.stage_before")?,
                 waived_penalty: r.dec("extensions.waived_penalty")?,
@@ -455,7 +461,7 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
         })?,
         allocations: r.list("allocations", |r| {
             Ok(Allocation {
-                seq: r.u64("allocations.seq")?,
+                seq: r.seq("allocations.seq")?,
                 on: r.date("allocations.on")?,
                 amount: r.dec("allocations.amount")?,
                 penalty: r.dec("allocations.penalty")?,
@@ -471,7 +477,7 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
         })?,
         promises: r.list("promises", |r| {
             Ok(PromiseRecord {
-                seq: r.u64("promises.seq")?,
+                seq: r.seq("promises.seq")?,
                 made_on: r.date("promises.made_on")?,
                 on: r.date("promises.on")?,
                 amount: r.dec("promises.amount")?,
@@ -480,8 +486,8 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
                 stage_before: r.stage("promises.stage_before")?,
             })
         })?,
-        version: r.u64("version")?,
-        cursor: (r.date("cursor.date")?, r.u64("cursor.seq")?),
+        version: r.seq("version")?,
+        cursor: (r.date("cursor.date")?, r.seq("cursor.seq")?),
     })
 }
 

@@ -391,7 +391,7 @@ pub fn project(
         loan_id: loan.loan_id,
         as_of,
         known_at,
-        version: loan.version,
+        version: loan.version.get(),
         policy: policy.name.clone(),
         currency: loan.currency.clone(),
         status: if settled { "settled" } else { "active" },
