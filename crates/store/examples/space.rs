@@ -51,5 +51,8 @@ fn main() {
         println!("segments of encoding {enc}: {n}, {v} bytes stored, {raw} bytes of events before compression");
     }
     println!("keys + values: {} bytes", keys + values);
-    println!("directory on disk: {on_disk} bytes ({:.2}× keys + values)", on_disk as f64 / (keys + values) as f64);
+    println!(
+        "directory on disk: {on_disk} bytes ({:.2}× keys + values)",
+        on_disk as f64 / (keys + values) as f64
+    );
 }

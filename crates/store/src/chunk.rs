@@ -288,6 +288,22 @@ pub fn segment(
     Ok(v)
 }
 
+/// The same chunk with its events stored uncompressed (for tests that edit stored bytes).
+#[doc(hidden)]
+pub fn uncompressed(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if bytes.first() != Some(&ENCODING_COMPACT) {
+        return Ok(bytes.to_vec());
+    }
+    let c = compact(bytes)?;
+    let mut v = bytes[..HEADER_LEN + 17].to_vec();
+    v[HEADER_LEN + 16] &= !FLAG_LZ4;
+    if c.first_prev != [0u8; 32] {
+        v.extend_from_slice(&c.first_prev);
+    }
+    v.extend_from_slice(&c.events);
+    Ok(v)
+}
+
 fn decode_compact(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
     let c = compact(bytes)?;
     let mut rest: &[u8] = &c.events;
@@ -346,7 +362,9 @@ pub fn header(bytes: &[u8]) -> Result<Option<Head>, String> {
 
 /// The events after a chunk's header, still encoded (encoding 3 only).
 fn bodies_of(bytes: &[u8]) -> Result<&[u8], String> {
-    bytes.get(HEADER_LEN..).ok_or_else(|| "chunk header is truncated".into())
+    bytes
+        .get(HEADER_LEN..)
+        .ok_or_else(|| "chunk header is truncated".into())
 }
 
 fn decode_bodies(mut rest: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
@@ -430,7 +448,10 @@ mod tests {
             let bytes = encode(&events);
             assert_eq!(bytes[0], ENCODING_COMPACT);
             assert_eq!(decode(&bytes).unwrap(), events, "{n} payments");
-            assert_eq!(header(&bytes).unwrap(), Some(head_of(events.last().unwrap())));
+            assert_eq!(
+                header(&bytes).unwrap(),
+                Some(head_of(events.last().unwrap()))
+            );
             // Smaller than encoding 3 of the same events.
             let old = seal(&head_of(events.last().unwrap()), &encode_events(&events));
             assert!(bytes.len() < old.len(), "{} vs {}", bytes.len(), old.len());
@@ -468,8 +489,13 @@ mod tests {
             let evs = stream(0);
             let mut events = Vec::new();
             let mut prev = [0u8; 32];
-            elide(evs[0].loan_id.as_bytes(), &mut prev, &encode_events(&evs), &mut events)
-                .unwrap();
+            elide(
+                evs[0].loan_id.as_bytes(),
+                &mut prev,
+                &encode_events(&evs),
+                &mut events,
+            )
+            .unwrap();
             let mut v = encode(&evs);
             v.truncate(HEADER_LEN + 16);
             v.push(0);
@@ -481,9 +507,17 @@ mod tests {
 
     #[test]
     fn every_truncation_is_refused() {
-        for bytes in [encode(&stream(0)), encode(&stream(40)), encode(&stream(40)[7..])] {
+        for bytes in [
+            encode(&stream(0)),
+            encode(&stream(40)),
+            encode(&stream(40)[7..]),
+        ] {
             for cut in 0..bytes.len() {
-                assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} of {}", bytes.len());
+                assert!(
+                    decode(&bytes[..cut]).is_err(),
+                    "cut at {cut} of {}",
+                    bytes.len()
+                );
             }
         }
     }
@@ -496,12 +530,17 @@ mod tests {
         for at in [8, 20, 48] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
-            assert!(decode(&bad).unwrap_err().contains("chunk header says"), "byte {at}");
+            assert!(
+                decode(&bad).unwrap_err().contains("chunk header says"),
+                "byte {at}"
+            );
         }
         // A header naming an earlier event of the segment.
         let mut wrong = bytes.clone();
         wrong[1..9].copy_from_slice(&2u64.to_be_bytes());
-        assert!(decode(&wrong).unwrap_err().contains("seq 2 but its last event is seq 4"));
+        assert!(decode(&wrong)
+            .unwrap_err()
+            .contains("seq 2 but its last event is seq 4"));
     }
 
     #[test]
@@ -527,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "each prev_hash is the previous hash")]
+    #[should_panic(expected = "prev_hash is not the previous hash")]
     fn the_writer_refuses_events_that_do_not_chain() {
         let events = stream(3);
         let mut broken = events.clone();

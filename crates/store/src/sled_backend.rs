@@ -823,10 +823,12 @@ impl Backend for SledBackend {
             // counted with their ids and hashes, so a little early), bounding what an append
             // rewrites and what a read decompresses.
             let room = match &last {
-                Some((_, v)) => chunk::events_len(v)
-                    .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
-                    + l.bodies.len()
-                    <= SEGMENT_LIMIT,
+                Some((_, v)) => {
+                    chunk::events_len(v)
+                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
+                        + l.bodies.len()
+                        <= SEGMENT_LIMIT
+                }
                 None => false,
             };
             match last {
@@ -1053,34 +1055,33 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
         };
         let mut current: Option<Uuid> = None;
         let mut stream = Vec::new();
-        let write_loan =
-            |loan: Uuid,
-             stream: &mut Vec<arrears_core::event::Event>,
-             b: &mut sled::Batch,
-             segments: &mut u64| {
-                // Segments of at most SEGMENT_LIMIT bytes (at least one event each).
-                let mut start = 0;
-                let mut bytes = 0;
-                for i in 0..stream.len() {
-                    let n = arrears_core::codec::encode(&stream[i]).len() + 4;
-                    if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
-                        b.insert(
-                            event_key(&loan, stream[start].seq),
-                            chunk::encode(&stream[start..i]),
-                        );
-                        *segments += 1;
-                        start = i;
-                        bytes = 0;
-                    }
-                    bytes += n;
+        let write_loan = |loan: Uuid,
+                          stream: &mut Vec<arrears_core::event::Event>,
+                          b: &mut sled::Batch,
+                          segments: &mut u64| {
+            // Segments of at most SEGMENT_LIMIT bytes (at least one event each).
+            let mut start = 0;
+            let mut bytes = 0;
+            for i in 0..stream.len() {
+                let n = arrears_core::codec::encode(&stream[i]).len() + 4;
+                if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
+                    b.insert(
+                        event_key(&loan, stream[start].seq),
+                        chunk::encode(&stream[start..i]),
+                    );
+                    *segments += 1;
+                    start = i;
+                    bytes = 0;
                 }
-                b.insert(
-                    event_key(&loan, stream[start].seq),
-                    chunk::encode(&stream[start..]),
-                );
-                *segments += 1;
-                stream.clear();
-            };
+                bytes += n;
+            }
+            b.insert(
+                event_key(&loan, stream[start].seq),
+                chunk::encode(&stream[start..]),
+            );
+            *segments += 1;
+            stream.clear();
+        };
         for kv in old_tree.scan_prefix([b'e']) {
             let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
             let loan = Uuid::from_slice(&k[1..17])
