@@ -5,7 +5,7 @@
 //! candidate event is put through the projection's real `decide` before it is emitted; one that
 //! would be rejected is dropped, so `append` always accepts the output.
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
+use arrears_core::date::plus_days;
 use arrears_core::event::*;
 use arrears_core::gate::Gate;
 use arrears_core::money::round_cents;
@@ -61,15 +62,6 @@ fn ser_ts<S: serde::Serializer>(t: &&Timestamp, s: S) -> Result<S::Ok, S::Error>
 
 fn uuid_from(rng: &mut ChaCha8Rng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.gen()).into_uuid()
-}
-
-fn plus(d: NaiveDate, n: i64) -> NaiveDate {
-    if n >= 0 {
-        d.checked_add_days(Days::new(n as u64)).expect("in range")
-    } else {
-        d.checked_sub_days(Days::new((-n) as u64))
-            .expect("in range")
-    }
 }
 
 /// One loan under construction: its accepted events and the gate that checks candidates.
@@ -167,8 +159,8 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
     seed[8..16].copy_from_slice(&index.to_le_bytes());
     let mut rng = ChaCha8Rng::from_seed(seed);
     let loan_id = uuid_from(&mut rng);
-    let end = plus(cfg.start, cfg.days as i64);
-    let on = plus(cfg.start, rng.gen_range(0..cfg.days.max(1)) as i64);
+    let end = plus_days(cfg.start, cfg.days as i64);
+    let on = plus_days(cfg.start, rng.gen_range(0..cfg.days.max(1)) as i64);
     let installments = rng.gen_bool(0.4);
     let repayment = if installments {
         Repayment::Installments {
@@ -237,11 +229,11 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
         _ => Profile::Prepay,
     };
     let first = &sched[0];
-    let miss_day = |due: NaiveDate| plus(due, grace + 1);
+    let miss_day = |due: NaiveDate| plus_days(due, grace + 1);
     match profile {
         Profile::OnTime => {
             for s in &sched {
-                let day = plus(s.due_on, -b.rng.gen_range(0..3)).max(on);
+                let day = plus_days(s.due_on, -b.rng.gen_range(0..3)).max(on);
                 b.pay(day, s.principal + s.interest);
             }
         }
@@ -251,7 +243,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
                 if b.rng.gen_bool(0.7) {
                     b.miss(s.n, miss_day(s.due_on));
                 }
-                let day = plus(s.due_on, grace + late);
+                let day = plus_days(s.due_on, grace + late);
                 let owed = b.owed_through(day, s.due_on);
                 let amount = if profile == Profile::Partial {
                     owed * Decimal::new(b.rng.gen_range(30..70), 2)
@@ -268,7 +260,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
         }
         Profile::Extension | Profile::Restructure => {
             b.miss(first.n, miss_day(first.due_on));
-            let agreed = plus(first.due_on, grace + b.rng.gen_range(5..25));
+            let agreed = plus_days(first.due_on, grace + b.rng.gen_range(5..25));
             let p = b.projection(agreed);
             let (penalty, interest, principal_left) = p
                 .as_ref()
@@ -290,7 +282,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
                 .gen_bool(0.4)
                 .then(|| round_cents(interest / Decimal::from(4)));
             let reschedule = if profile == Profile::Extension {
-                Reschedule::NewDueOn(plus(agreed, 30))
+                Reschedule::NewDueOn(plus_days(agreed, 30))
             } else {
                 let parts = b.rng.gen_range(2..=3u32);
                 let each = round_cents(principal_left / Decimal::from(parts));
@@ -352,7 +344,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             }
         }
         Profile::Overpay => {
-            let day = plus(first.due_on, -1).max(on);
+            let day = plus_days(first.due_on, -1).max(on);
             let total: Decimal = sched.iter().map(|s| s.principal + s.interest).sum();
             let extra = Decimal::from(b.rng.gen_range(10..100));
             b.pay(day, total + extra);
@@ -363,7 +355,7 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
             b.pay(first.due_on, first.principal + first.interest);
         }
         Profile::Prepay => {
-            let day = plus(on, b.rng.gen_range(1..5));
+            let day = plus_days(on, b.rng.gen_range(1..5));
             let total: Decimal = sched.iter().map(|s| s.principal + s.interest).sum();
             b.pay(day, total);
         }

@@ -67,7 +67,7 @@ pub fn chart_dates(
     for e in &counted {
         let d = e.business_date();
         days.insert(d);
-        if let Some(prev) = d.checked_sub_days(Days::new(1)) {
+        if let Some(prev) = arrears_core::date::prev_day(d) {
             days.insert(prev);
         }
     }
@@ -165,7 +165,7 @@ fn stage_colour(s: Stage) -> &'static str {
     }
 }
 
-fn amt(d: Decimal) -> String {
+fn amt(d: impl Into<Decimal>) -> String {
     fmt_amount(d)
 }
 

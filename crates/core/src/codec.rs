@@ -6,7 +6,7 @@
 //! The JSON form stays the contract for input, output and the hash chain; this is only how bytes
 //! sit on disk. Format byte 1 (the JSON line) is still decoded, so older values stay readable.
 
-use chrono::{DateTime, Datelike, NaiveDate};
+use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,10 +22,10 @@ fn undec(b: &Dec) -> Decimal {
     Decimal::deserialize(*b)
 }
 fn day(d: &NaiveDate) -> i32 {
-    d.num_days_from_ce()
+    crate::date::days_from_ce(*d)
 }
 fn unday(n: i32) -> Option<NaiveDate> {
-    NaiveDate::from_num_days_from_ce_opt(n)
+    crate::date::from_days_from_ce(n)
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]

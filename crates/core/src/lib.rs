@@ -6,8 +6,10 @@
 
 pub mod chain;
 pub mod codec;
+pub mod date;
 pub mod event;
 pub mod gate;
+pub mod id;
 pub mod money;
 pub mod parse;
 pub mod policy;

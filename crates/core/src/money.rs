@@ -134,8 +134,8 @@ pub fn parse_rate(s: &str) -> Result<Decimal, NumberError> {
 }
 
 /// Format an amount with exactly two decimals (`"7.60"`).
-pub fn fmt_amount(d: Decimal) -> String {
-    let mut d = d;
+pub fn fmt_amount(d: impl Into<Decimal>) -> String {
+    let mut d: Decimal = d.into();
     d.rescale(2);
     d.to_string()
 }
@@ -154,6 +154,178 @@ pub mod amount_str {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         super::parse_amount(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An amount of money: a `Decimal` of scale 2, on the wire a string with two decimals
+/// (`"7.60"`). Made only by parsing the amount grammar, from whole cents, or by rounding
+/// ([`Money::round`], the one rounding rule); sums and differences of amounts stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::from_parts(0, 0, 0, false, 2));
+
+    /// An amount the ledger already holds in cents (scale ≤ 2, from the amount grammar or a
+    /// rounding), at exactly scale 2. Not a rounding: digits beyond cents are a bug
+    /// (debug-asserted); use [`Money::round`] to round.
+    pub fn new(d: Decimal) -> Money {
+        let mut m = d;
+        m.rescale(2);
+        debug_assert_eq!(m, d, "{d} is not a whole number of cents");
+        Money(m)
+    }
+    /// `cents` / 100.
+    pub fn from_cents(cents: i64) -> Money {
+        Money(Decimal::new(cents, 2))
+    }
+    /// Round any value to cents, half away from zero ([`round_cents`]).
+    pub fn round(x: Decimal) -> Money {
+        Money(round_cents(x))
+    }
+    /// The charge of `rate` on this amount, rounded to cents: `round(self × rate)` — the daily
+    /// penalty `round(B × rate)` of SPEC §3.
+    pub fn charge(self, rate: Rate) -> Money {
+        Money::round(self.0 * rate.0)
+    }
+    /// This amount `n` times (a daily charge over `n` days): exact, no rounding.
+    pub fn times(self, n: i64) -> Money {
+        Money(self.0 * Decimal::from(n))
+    }
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+    pub const fn decimal(self) -> Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<Decimal> for Money {
+    type Error = NumberError;
+    /// A decimal with at most two decimal places (rescaled to exactly two).
+    fn try_from(d: Decimal) -> Result<Money, NumberError> {
+        if d.scale() > 2 && d.normalize().scale() > 2 {
+            return Err(NumberError::TooManyDecimals);
+        }
+        let mut d = d;
+        d.rescale(2);
+        Ok(Money(d))
+    }
+}
+
+impl From<Money> for Decimal {
+    fn from(m: Money) -> Decimal {
+        m.0
+    }
+}
+
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, o: Money) -> Money {
+        Money(self.0 + o.0)
+    }
+}
+
+impl std::ops::Sub for Money {
+    type Output = Money;
+    fn sub(self, o: Money) -> Money {
+        Money(self.0 - o.0)
+    }
+}
+
+impl std::ops::AddAssign for Money {
+    fn add_assign(&mut self, o: Money) {
+        self.0 += o.0;
+    }
+}
+
+impl std::ops::SubAssign for Money {
+    fn sub_assign(&mut self, o: Money) {
+        self.0 -= o.0;
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(it: I) -> Money {
+        it.fold(Money::ZERO, |a, b| a + b)
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::str::FromStr for Money {
+    type Err = NumberError;
+    /// The amount grammar (`parse_amount`): no sign, at most two decimals.
+    fn from_str(s: &str) -> Result<Money, NumberError> {
+        parse_amount(s).map(Money)
+    }
+}
+
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rate (per day, a multiplier, an annual cap): a non-negative `Decimal` kept at the scale it
+/// was written with, on the wire a string (`"0.0005"`). Never rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Rate(Decimal);
+
+impl Rate {
+    pub const ZERO: Rate = Rate(Decimal::ZERO);
+    pub const fn decimal(self) -> Decimal {
+        self.0
+    }
+    /// One rate applied on top of another (`daily_rate × penalty_multiplier`): exact.
+    pub fn times(self, o: Rate) -> Rate {
+        Rate(self.0 * o.0)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = NumberError;
+    /// The rate grammar (`parse_rate`).
+    fn from_str(s: &str) -> Result<Rate, NumberError> {
+        parse_rate(s).map(Rate)
+    }
+}
+
+impl From<Rate> for Decimal {
+    fn from(r: Rate) -> Decimal {
+        r.0
+    }
+}
+
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -210,54 +382,47 @@ mod tests {
             NumberError::TooLarge
         );
     }
-}
 
-/// serde adapters for compact binary encodings (snapshots): a `Decimal` as its 16-byte
-/// `serialize()` form and a date as days from 0001-01-01, but the ordinary strings in
-/// human-readable formats such as JSON.
-pub mod compact {
-    /// `#[serde(with = "arrears_core::money::compact::dec")]`
-    pub mod dec {
-        use rust_decimal::Decimal;
-        use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-        pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-            if s.is_human_readable() {
-                s.collect_str(d)
-            } else {
-                d.serialize().serialize(s)
-            }
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-            if d.is_human_readable() {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
-            } else {
-                Ok(Decimal::deserialize(<[u8; 16]>::deserialize(d)?))
-            }
-        }
+    #[test]
+    fn money_type() {
+        let m: Money = "1015".parse().unwrap();
+        assert_eq!(m.to_string(), "1015.00");
+        assert_eq!(Money::ZERO.to_string(), "0.00");
+        assert_eq!(Money::from_cents(-77).to_string(), "-0.77");
+        let rate: Rate = "0.0005".parse().unwrap();
+        let multiplier: Rate = "1.5".parse().unwrap();
+        assert_eq!(m.charge(rate.times(multiplier)).to_string(), "0.76");
+        assert_eq!(m.charge(rate).times(30).to_string(), "15.30");
+        assert_eq!((m - Money::from_cents(15)).to_string(), "1014.85");
+        let sum: Money = [m, m, Money::from_cents(1)].into_iter().sum();
+        assert_eq!(sum.to_string(), "2030.01");
+        assert_eq!("10.000".parse::<Money>(), Err(NumberError::TooManyDecimals));
+        assert_eq!(Money::try_from(d("0.5")).unwrap().to_string(), "0.50");
+        assert_eq!(Money::try_from(d("0.500")).unwrap().to_string(), "0.50");
+        assert_eq!(
+            Money::try_from(d("0.505")),
+            Err(NumberError::TooManyDecimals)
+        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"1015.00\"");
+        assert_eq!(
+            serde_json::from_str::<Money>("\"7.6\"")
+                .unwrap()
+                .to_string(),
+            "7.60"
+        );
+        assert!(serde_json::from_str::<Money>("\"-1\"").is_err());
+        assert!(serde_json::from_str::<Money>("7.6").is_err());
     }
 
-    /// `#[serde(with = "arrears_core::money::compact::date")]`
-    pub mod date {
-        use chrono::{Datelike, NaiveDate};
-        use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-        pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-            if s.is_human_readable() {
-                d.serialize(s)
-            } else {
-                d.num_days_from_ce().serialize(s)
-            }
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-            if d.is_human_readable() {
-                NaiveDate::deserialize(d)
-            } else {
-                let n = i32::deserialize(d)?;
-                NaiveDate::from_num_days_from_ce_opt(n)
-                    .ok_or_else(|| serde::de::Error::custom("day number out of range"))
-            }
-        }
+    #[test]
+    fn rate_type() {
+        let r: Rate = "0.00050".parse().unwrap();
+        assert_eq!(r.to_string(), "0.00050");
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"0.00050\"");
+        assert_eq!(
+            serde_json::from_str::<Rate>("\"0.1\"").unwrap().to_string(),
+            "0.1"
+        );
+        assert!(serde_json::from_str::<Rate>("\"-0.1\"").is_err());
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -110,7 +110,7 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-type R<T> = Result<T, InputError>;
+type Parsed<T> = Result<T, InputError>;
 
 /// A JSON value parsed with duplicate keys rejected (serde_json keeps the last one silently).
 struct Strict(Value);
@@ -190,7 +190,7 @@ struct Obj {
 }
 
 impl Obj {
-    fn new(v: Value, path: &str) -> R<Obj> {
+    fn new(v: Value, path: &str) -> Parsed<Obj> {
         match v {
             Value::Object(map) => Ok(Obj {
                 map,
@@ -229,12 +229,12 @@ impl Obj {
         }
     }
 
-    fn req(&mut self, name: &str) -> R<Value> {
+    fn req(&mut self, name: &str) -> Parsed<Value> {
         self.take(name)
             .ok_or_else(|| self.err(name, Invalid::Missing))
     }
 
-    fn string_of(&self, name: &str, v: Value) -> R<String> {
+    fn string_of(&self, name: &str, v: Value) -> Parsed<String> {
         match v {
             Value::String(s) => Ok(s),
             other => Err(self.err(
@@ -247,49 +247,49 @@ impl Obj {
         }
     }
 
-    fn req_str(&mut self, name: &str) -> R<String> {
+    fn req_str(&mut self, name: &str) -> Parsed<String> {
         let v = self.req(name)?;
         self.string_of(name, v)
     }
 
-    fn opt_str(&mut self, name: &str) -> R<Option<String>> {
+    fn opt_str(&mut self, name: &str) -> Parsed<Option<String>> {
         match self.take(name) {
             None => Ok(None),
             Some(v) => self.string_of(name, v).map(Some),
         }
     }
 
-    fn amount_of(&self, name: &str, s: String) -> R<Decimal> {
+    fn amount_of(&self, name: &str, s: String) -> Parsed<Decimal> {
         parse_amount(&s).map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
     }
 
-    fn req_amount(&mut self, name: &str) -> R<Decimal> {
+    fn req_amount(&mut self, name: &str) -> Parsed<Decimal> {
         let s = self.req_str(name)?;
         self.amount_of(name, s)
     }
 
-    fn req_rate(&mut self, name: &str) -> R<Decimal> {
+    fn req_rate(&mut self, name: &str) -> Parsed<Decimal> {
         let s = self.req_str(name)?;
         parse_rate(&s).map_err(|reason| self.err(name, Invalid::Number { value: s, reason }))
     }
 
-    fn date_of(&self, name: &str, s: String) -> R<Date> {
+    fn date_of(&self, name: &str, s: String) -> Parsed<Date> {
         parse_date(&s).ok_or_else(|| self.err(name, Invalid::BadDate(s)))
     }
 
-    fn req_date(&mut self, name: &str) -> R<Date> {
+    fn req_date(&mut self, name: &str) -> Parsed<Date> {
         let s = self.req_str(name)?;
         self.date_of(name, s)
     }
 
-    fn opt_date(&mut self, name: &str) -> R<Option<Date>> {
+    fn opt_date(&mut self, name: &str) -> Parsed<Option<Date>> {
         match self.opt_str(name)? {
             None => Ok(None),
             Some(s) => self.date_of(name, s).map(Some),
         }
     }
 
-    fn uint_of(&self, name: &str, v: Value, min: u64, max: u64) -> R<u64> {
+    fn uint_of(&self, name: &str, v: Value, min: u64, max: u64) -> Parsed<u64> {
         match &v {
             Value::Number(n) => match n.as_u64() {
                 Some(x) if (min..=max).contains(&x) => Ok(x),
@@ -312,12 +312,12 @@ impl Obj {
         }
     }
 
-    fn req_uint(&mut self, name: &str, min: u64, max: u64) -> R<u64> {
+    fn req_uint(&mut self, name: &str, min: u64, max: u64) -> Parsed<u64> {
         let v = self.req(name)?;
         self.uint_of(name, v, min, max)
     }
 
-    fn req_bool(&mut self, name: &str) -> R<bool> {
+    fn req_bool(&mut self, name: &str) -> Parsed<bool> {
         match self.req(name)? {
             Value::Bool(b) => Ok(b),
             other => Err(self.err(
@@ -330,7 +330,7 @@ impl Obj {
         }
     }
 
-    fn text(&mut self, name: &str) -> R<Option<String>> {
+    fn text(&mut self, name: &str) -> Parsed<Option<String>> {
         let s = self.opt_str(name)?;
         if s.as_ref()
             .is_some_and(|s| s.chars().count() > MAX_TEXT_CHARS)
@@ -340,7 +340,7 @@ impl Obj {
         Ok(s)
     }
 
-    fn array(&mut self, name: &str, v: Value) -> R<Vec<Value>> {
+    fn array(&mut self, name: &str, v: Value) -> Parsed<Vec<Value>> {
         match v {
             Value::Array(a) => Ok(a),
             other => Err(self.err(
@@ -353,7 +353,7 @@ impl Obj {
         }
     }
 
-    fn finish(self) -> R<()> {
+    fn finish(self) -> Parsed<()> {
         // BTreeMap order: the first unknown field alphabetically, deterministic.
         match self.map.into_iter().next() {
             None => Ok(()),
@@ -369,21 +369,8 @@ impl Obj {
     }
 }
 
-/// Parse `YYYY-MM-DD` exactly: four-digit year 0001–9999, two-digit month and day.
-pub fn parse_date(s: &str) -> Option<Date> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape {
-        return None;
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    (d >= NaiveDate::from_ymd_opt(1, 1, 1)?).then_some(d)
-}
+/// Parse `YYYY-MM-DD` exactly (the date grammar lives in [`crate::date`]).
+pub use crate::date::parse as parse_date;
 
 /// Parse an RFC 3339 timestamp (any offset, stored as UTC, kept to the microsecond).
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
@@ -397,7 +384,7 @@ pub fn truncate_to_micros(t: Timestamp) -> Timestamp {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-fn parse_json(line: &str) -> R<Value> {
+fn parse_json(line: &str) -> Parsed<Value> {
     serde_json::from_str::<Strict>(line)
         .map(|s| s.0)
         .map_err(|e| {
@@ -422,16 +409,16 @@ pub struct ChainFields {
 /// Parse one JSON line into a [`NewEvent`] (stateless: grammar, types, unknown fields).
 /// `prev_hash` and `hash` are accepted (so `append`'s own output can be re-imported) and
 /// returned separately; the store recomputes them.
-pub fn parse_event(line: &str) -> R<(NewEvent, ChainFields)> {
+pub fn parse_event(line: &str) -> Parsed<(NewEvent, ChainFields)> {
     let v = parse_json(line)?;
     parse_event_value(v)
 }
 
-fn uuid_of(o: &Obj, name: &str, s: String) -> R<Uuid> {
+fn uuid_of(o: &Obj, name: &str, s: String) -> Parsed<Uuid> {
     Uuid::parse_str(&s).map_err(|_| o.err(name, Invalid::BadUuid(s)))
 }
 
-fn parse_event_value(v: Value) -> R<(NewEvent, ChainFields)> {
+fn parse_event_value(v: Value) -> Parsed<(NewEvent, ChainFields)> {
     let mut o = Obj::new(v, "")?;
     let loan_id = {
         let s = o.req_str("loan_id")?;
@@ -492,7 +479,7 @@ fn parse_event_value(v: Value) -> R<(NewEvent, ChainFields)> {
     ))
 }
 
-fn parse_disbursed(o: &mut Obj) -> R<Disbursed> {
+fn parse_disbursed(o: &mut Obj) -> Parsed<Disbursed> {
     let on = o.req_date("on")?;
     let principal = o.req_amount("principal")?;
     if principal.is_zero() {
@@ -589,7 +576,7 @@ fn parse_disbursed(o: &mut Obj) -> R<Disbursed> {
     })
 }
 
-fn parse_contact(o: &mut Obj) -> R<Contact> {
+fn parse_contact(o: &mut Obj) -> Parsed<Contact> {
     let at = {
         let s = o.req_str("at")?;
         parse_timestamp(&s).ok_or_else(|| o.err("at", Invalid::BadTimestamp(s)))?
@@ -671,7 +658,7 @@ fn parse_contact(o: &mut Obj) -> R<Contact> {
     })
 }
 
-fn parse_extension(o: &mut Obj) -> R<Extension> {
+fn parse_extension(o: &mut Obj) -> Parsed<Extension> {
     let agreed_on = o.req_date("agreed_on")?;
     let new_due_on = o.opt_date("new_due_on")?;
     let waive_penalty = match o.opt_str("waive_penalty")? {
@@ -744,13 +731,13 @@ fn parse_extension(o: &mut Obj) -> R<Extension> {
 /// Decode a stored event (the JSON written by the store). Stored events passed validation when
 /// they were appended, so only the grammar is checked here; the policy is not consulted, so a
 /// later policy change never makes stored history unreadable.
-fn digest(s: Option<String>, field: &str) -> R<crate::chain::Digest32> {
+fn digest(s: Option<String>, field: &str) -> Parsed<crate::chain::Digest32> {
     let s = s.ok_or_else(|| InputError::new(field, Invalid::Missing))?;
     crate::chain::Digest32::parse(&s)
         .ok_or_else(|| InputError::new(field, Invalid::Json(format!("`{s}` is not 64 hex digits"))))
 }
 
-pub fn parse_stored(json: &str) -> R<Event> {
+pub fn parse_stored(json: &str) -> Parsed<Event> {
     let (ev, chain) = parse_event(json)?;
     let missing = |f: &str| InputError::new(f, Invalid::Missing);
     Ok(Event {

@@ -1,16 +1,12 @@
 //! Schedule computation (SPEC §2.1, §8): bullet, 等额本息 (equal_installment) and 等额本金
 //! (equal_principal). Every amount goes through [`round_cents`]; `A` is not rounded.
 
-use chrono::Months;
 use rust_decimal::Decimal;
 
 use crate::event::{Date, Method, Repayment, ScheduledInstallment, Terms};
 use crate::money::round_cents;
 
-/// The last business date the ledger represents (dates print as four-digit years).
-pub fn last_date() -> Date {
-    Date::from_ymd_opt(9999, 12, 31).expect("valid date")
-}
+pub use crate::date::{add_months, last_date};
 
 /// Why a schedule cannot be computed for these terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,13 +19,6 @@ pub enum ScheduleError {
     Overflow,
 }
 
-/// `on` plus `k` calendar months, the day clamped to the end of a shorter month
-/// (2024-01-31 + 1 month = 2024-02-29).
-pub fn add_months(on: Date, k: u32) -> Option<Date> {
-    on.checked_add_months(Months::new(k))
-        .filter(|d| *d <= last_date())
-}
-
 /// Compute the schedule for `principal` disbursed `on` under `terms`.
 pub fn compute(
     on: Date,
@@ -38,8 +27,7 @@ pub fn compute(
 ) -> Result<Vec<ScheduledInstallment>, ScheduleError> {
     match terms.repayment {
         Repayment::Bullet { days } => {
-            let due_on = on
-                .checked_add_days(chrono::Days::new(days as u64))
+            let due_on = Some(crate::date::add_days(on, days))
                 .filter(|d| *d <= last_date())
                 .ok_or(ScheduleError::PastLastDate)?;
             let interest = principal

@@ -5,7 +5,8 @@
 //! stage at the *start* of its local day: the events dated before that day, projected to the day
 //! (docs/decisions.md 31).
 
-use chrono::{DateTime, Days, NaiveDate};
+use arrears_core::date::prev_day;
+use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use serde::Serialize;
 use uuid::Uuid;
@@ -111,7 +112,7 @@ pub fn fmt_local(t: &DateTime<Tz>) -> String {
 /// The stage at the start of local day `day`: every event dated before it (business date),
 /// projected to `day`. `None` before the disbursement counts.
 pub fn stage_at_start_of(events: &[Event], day: Date, policy: &Policy) -> Option<StageOnDay> {
-    let before = day.checked_sub_days(Days::new(1))?;
+    let before = prev_day(day)?;
     let loan = crate::fold(events, before, None, policy)?;
     let p = crate::project(&loan, day, None, policy);
     Some(StageOnDay {

@@ -52,7 +52,7 @@ pub struct Cost {
 pub fn cost(loan: &Loan, as_of: Date, policy: &Policy) -> Cost {
     let days = Decimal::from(365);
     let st = loan.accrual(as_of);
-    let interest = match as_of.pred_opt() {
+    let interest = match arrears_core::date::prev_day(as_of) {
         Some(prev) if prev >= loan.disbursed_on => loan.principal_and_interest_at(prev).1,
         _ => Decimal::ZERO,
     };

@@ -5,7 +5,8 @@
 //! One pass: the loan is folded event by event and projected at each month end, so the cost is
 //! O(events + months × installments).
 
-use chrono::{Datelike, Days, NaiveDate};
+use arrears_core::date::{month_end, next_day};
+use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
@@ -37,17 +38,6 @@ pub struct CreditHistory {
     /// The statuses, oldest first, one character a month.
     pub history: String,
     pub months: Vec<Month>,
-}
-
-fn month_end(d: Date) -> Date {
-    let first_next = if d.month() == 12 {
-        NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)
-    };
-    first_next
-        .and_then(|f| f.pred_opt())
-        .expect("dates stay far inside chrono's range")
 }
 
 /// The status at the end of day `e` of a loan folded through `e`; `first` is the first day of
@@ -112,9 +102,7 @@ pub fn credit_history(events: &[Event], as_of: Date, policy: &Policy) -> Option<
             status,
             days_overdue,
         });
-        start = month_end(start)
-            .checked_add_days(Days::new(1))
-            .expect("dates stay far inside chrono's range");
+        start = next_day(month_end(start));
     }
     Some(CreditHistory {
         loan_id: first.loan_id,

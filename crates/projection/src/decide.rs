@@ -7,7 +7,8 @@ use arrears_core::event::{Body, Date, Event, Reschedule, Waiver};
 use arrears_core::money::fmt_amount;
 use arrears_core::Policy;
 
-use crate::fold::{add_days, Loan};
+use crate::fold::Loan;
+use arrears_core::date::add_days;
 
 /// Why an event was refused in the light of the loan's state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,72 +1,59 @@
 //! The audit trail: every accrual stretch and every payment's allocation, so an auditor can
 //! re-add every cent by hand (Σ stretch subtotals = `penalty_accrued`).
 
-use rust_decimal::Decimal;
 use serde::Serialize;
-use uuid::Uuid;
 
 use arrears_core::event::Date;
+use arrears_core::id::{LoanId, Seq};
+use arrears_core::money::Money;
 
 use crate::fold::{Loan, Stretch};
-
-use arrears_core::money::amount_str::serialize as amt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StretchView {
     pub from: Date,
     pub to: Date,
     pub days: i64,
-    #[serde(serialize_with = "amt")]
-    pub base: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub daily_penalty: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub subtotal: Decimal,
+    pub base: Money,
+    pub daily_penalty: Money,
+    pub subtotal: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartView {
     pub installment: u32,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub principal: Decimal,
+    pub interest: Money,
+    pub principal: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PaymentView {
-    pub seq: u64,
+    pub seq: Seq,
     pub on: Date,
-    #[serde(serialize_with = "amt")]
-    pub amount: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub penalty: Decimal,
+    pub amount: Money,
+    pub penalty: Money,
     pub installments: Vec<PartView>,
-    #[serde(serialize_with = "amt")]
-    pub overpaid: Decimal,
+    pub overpaid: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExtensionView {
-    pub seq: u64,
+    pub seq: Seq,
     pub agreed_on: Date,
-    #[serde(serialize_with = "amt")]
-    pub waived_penalty: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub waived_interest: Decimal,
+    pub waived_penalty: Money,
+    pub waived_interest: Money,
     pub stage_before: crate::Stage,
 }
 
 /// The audit trail of one loan as of a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explain {
-    pub loan_id: Uuid,
+    pub loan_id: LoanId,
     pub as_of: Date,
     /// daily_rate × penalty_multiplier: each stretch's daily penalty is round(base × this).
     pub penalty_rate_daily: String,
     pub accrual: Vec<StretchView>,
-    #[serde(serialize_with = "amt")]
-    pub penalty_accrued: Decimal,
+    pub penalty_accrued: Money,
     pub payments: Vec<PaymentView>,
     pub extensions: Vec<ExtensionView>,
 }
@@ -80,45 +67,45 @@ pub fn explain(loan: &Loan, as_of: Date) -> Explain {
             from: s.from,
             to: s.to,
             days: s.days,
-            base: s.base,
-            daily_penalty: s.daily,
-            subtotal: s.subtotal,
+            base: Money::new(s.base),
+            daily_penalty: Money::new(s.daily),
+            subtotal: Money::new(s.subtotal),
         })
         .collect();
     Explain {
-        loan_id: loan.loan_id,
+        loan_id: LoanId(loan.loan_id),
         as_of,
         penalty_rate_daily: loan.penalty_rate_daily.normalize().to_string(),
-        penalty_accrued: loan.accrued(as_of),
+        penalty_accrued: Money::new(loan.accrued(as_of)),
         accrual,
         payments: loan
             .allocations
             .iter()
             .map(|a| PaymentView {
-                seq: a.seq,
+                seq: Seq(a.seq),
                 on: a.on,
-                amount: a.amount,
-                penalty: a.penalty,
+                amount: Money::new(a.amount),
+                penalty: Money::new(a.penalty),
                 installments: a
                     .installments
                     .iter()
                     .map(|p| PartView {
                         installment: p.n,
-                        interest: p.interest,
-                        principal: p.principal,
+                        interest: Money::new(p.interest),
+                        principal: Money::new(p.principal),
                     })
                     .collect(),
-                overpaid: a.overpaid,
+                overpaid: Money::new(a.overpaid),
             })
             .collect(),
         extensions: loan
             .extensions
             .iter()
             .map(|e| ExtensionView {
-                seq: e.seq,
+                seq: Seq(e.seq),
                 agreed_on: e.agreed_on,
-                waived_penalty: e.waived_penalty,
-                waived_interest: e.waived_interest,
+                waived_penalty: Money::new(e.waived_penalty),
+                waived_interest: Money::new(e.waived_interest),
                 stage_before: e.stage_before,
             })
             .collect(),

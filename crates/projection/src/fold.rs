@@ -10,11 +10,11 @@
 //! day being accrued reaches `x + grace + 1`; [`Penalty`] caches the sum over final days and
 //! recomputes only the last `grace` days (≤ 30) when asked.
 
-use chrono::Days;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
+use arrears_core::date::{add_days, next_day, plus_days, prev_day, sub_days};
 use arrears_core::event::{Body, Date, Disbursed, Event, Extension, Reschedule, Waiver};
 use arrears_core::money::round_cents;
 
@@ -58,39 +58,22 @@ impl<T: Copy, const N: usize> Short<T, N> {
     }
 }
 
-/// One day after `d`.
-pub(crate) fn next_day(d: Date) -> Date {
-    d.checked_add_days(Days::new(1))
-        .expect("dates stay far below chrono's range")
-}
-
-pub(crate) fn add_days(d: Date, n: u32) -> Date {
-    d.checked_add_days(Days::new(n as u64))
-        .expect("dates stay far below chrono's range")
-}
-
 /// The state of an installment at the end of day `from`, and on every day after it until the
 /// next entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayState {
-    #[serde(with = "arrears_core::money::compact::date")]
     pub from: Date,
     /// The due date in force.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
     /// Unpaid principal, plus unpaid interest when the loan compounds: what B counts.
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub base: Decimal,
     /// Anything unpaid at all (principal or interest), whatever `compound` says.
     pub unpaid: bool,
     /// Unpaid principal (the cost cap's principal-days, docs/rules.md §R5).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
     /// Scheduled interest (after waivers) and interest paid: the interest charged on day x is
     /// `interest` once x ≥ `due_on`, `paid_interest` before.
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_interest: Decimal,
 }
 
@@ -106,18 +89,13 @@ impl DayState {
 }
 
 /// One installment, as it stands after the events applied so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installment {
     pub n: u32,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub due_on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_principal: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid_interest: Decimal,
     /// Replaced by a restructure while fully unpaid: no longer part of the schedule.
     pub removed: bool,
@@ -187,21 +165,16 @@ impl Installment {
 }
 
 /// Penalty accrued, with the sum over days whose base can no longer change cached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Penalty {
     /// Σ round(B(x) × rate) for x < `final_upto` (penalty days ≤ `final_upto`).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub final_sum: Decimal,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub final_upto: Date,
     /// Principal-days Σ P(y) for y < `final_upto` (cost cap only).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub final_pd: Decimal,
     /// The penalty day the cost cap stopped accrual on, if within the final part.
     pub final_stopped: Option<Date>,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived: Decimal,
 }
 
@@ -226,67 +199,53 @@ pub struct Stretch {
 }
 
 /// What one payment paid of one installment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     pub n: u32,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
 }
 
 /// How one payment was allocated (SPEC §3), for the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     pub seq: u64,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub amount: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty: Decimal,
     /// What went to each installment, in the order paid.
     pub installments: Vec<Part>,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
 }
 
 /// A recorded `missed`, with the due date in force for its installment when it was observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissRecord {
     pub installment: u32,
     pub due_on: Option<Date>,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub observed_on: Date,
 }
 
 /// A counted extension and the stage the loan had at the end of the day before it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionRecord {
     pub seq: u64,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub agreed_on: Date,
     pub stage_before: Stage,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_penalty: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
 }
 
 /// A promise to pay (docs/rules.md §R3), and the payments counted towards it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromiseRecord {
     pub seq: u64,
     /// The contact's business date.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub made_on: Date,
     /// Promised by the end of this day.
-    #[serde(with = "arrears_core::money::compact::date")]
     pub on: Date,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub amount: Decimal,
     /// Payments dated `made_on ..= on` counted so far (until kept).
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub paid: Decimal,
     /// The day the counted payments reached `amount`.
     pub kept_on: Option<Date>,
@@ -329,25 +288,20 @@ impl PromiseRecord {
 }
 
 /// The folded state of one loan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
     pub loan_id: Uuid,
-    #[serde(with = "arrears_core::money::compact::date")]
     pub disbursed_on: Date,
     pub currency: String,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub principal: Decimal,
     pub grace_days: u32,
     pub compound: bool,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub penalty_rate_daily: Decimal,
     /// The cost cap's annual rate when the policy stops penalty at the cap (docs/rules.md §R5).
     pub stop_at_cost_cap: Option<Decimal>,
     pub installments: Vec<Installment>,
     pub penalty: Penalty,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub waived_interest: Decimal,
-    #[serde(with = "arrears_core::money::compact::dec")]
     pub overpaid: Decimal,
     pub extensions: Vec<ExtensionRecord>,
     pub misses: Vec<MissRecord>,
@@ -556,9 +510,7 @@ impl Loan {
                     emit(x0, x1, base, full);
                 }
                 Some(k) => {
-                    let stop_x = x0
-                        .checked_add_days(Days::new(k as u64 - 1))
-                        .expect("inside the stretch");
+                    let stop_x = plus_days(x0, k - 1);
                     if k > 1 {
                         st.pen += full * Decimal::from(k - 1);
                         emit(x0, stop_x, base, full);
@@ -577,8 +529,9 @@ impl Loan {
 
     /// The first day x whose B is still open to a retroactive default as seen on day `t`.
     fn open_from(&self, t: Date) -> Date {
-        let lag = chrono::Days::new(self.grace_days as u64);
-        t.checked_sub_days(lag).unwrap_or(t).max(self.disbursed_on)
+        sub_days(t, self.grace_days)
+            .unwrap_or(t)
+            .max(self.disbursed_on)
     }
 
     /// Principal-days Σ P(y) over days y in `[disbursed_on, t)` (docs/rules.md §R5), over the
@@ -749,7 +702,7 @@ impl Loan {
             // A contact moves no money; a promise to pay is recorded.
             Body::Contact(c) => {
                 if let Some(p) = &c.promise {
-                    let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+                    let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
                     // Payments of the same day applied before it count too.
                     let paid: Decimal = self
                         .allocations
@@ -832,7 +785,7 @@ impl Loan {
 
     fn apply_extension(&mut self, seq: u64, x: &Extension, policy: &arrears_core::Policy) {
         let day = x.agreed_on;
-        let stage_before = self.stage_at_end_of(day.pred_opt().unwrap_or(day), policy);
+        let stage_before = self.stage_at_end_of(prev_day(day).unwrap_or(day), policy);
         // 1. Penalty waiver, against what is unpaid through `agreed_on` (capped: replay is total).
         let unpaid_penalty =
             (self.accrue(day) - self.penalty.paid - self.penalty.waived).max(Decimal::ZERO);

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use arrears_core::event::{Body, Date, Event, Timestamp};
@@ -19,11 +18,13 @@ pub mod decide;
 pub mod explain;
 pub mod fold;
 pub mod json;
+pub mod snapshot;
 pub mod stage;
 pub mod view;
 
 pub use decide::Rejection;
 pub use fold::Loan;
+pub use snapshot::{Snapshot, SnapshotError};
 pub use stage::Stage;
 pub use view::{project, Projection};
 
@@ -71,54 +72,6 @@ pub fn replay(
 ) -> Option<Projection> {
     let loan = fold(events, as_of, known_at, policy)?;
     Some(project(&loan, as_of, known_at, policy))
-}
-
-/// The folded state after every event of a loan, from which any later as-of date is projected
-/// without reading the events again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Encoding version of this struct.
-    pub format: u32,
-    /// Stage history depends on the policy: a snapshot is used only under the same one.
-    pub policy: String,
-    pub loan: Loan,
-}
-
-/// The snapshot encoding this build writes.
-pub const SNAPSHOT_FORMAT: u32 = 4;
-
-impl Snapshot {
-    /// Fold every event of a loan (full knowledge, every date).
-    pub fn build(events: &[Event], policy: &Policy) -> Option<Snapshot> {
-        let mut v: Vec<&Event> = events.iter().collect();
-        v.sort_by_key(|e| (e.business_date(), e.seq));
-        Some(Snapshot {
-            format: SNAPSHOT_FORMAT,
-            policy: policy.name.clone(),
-            loan: fold_counted(&v, policy)?,
-        })
-    }
-
-    /// The head seq this snapshot reflects.
-    pub fn version(&self) -> u64 {
-        self.loan.version
-    }
-
-    /// Whether it answers for `as_of` (no event is dated after it) under `policy`.
-    pub fn serves(&self, as_of: Date, policy: &Policy) -> bool {
-        self.format == SNAPSHOT_FORMAT && self.policy == policy.name && as_of >= self.loan.cursor.0
-    }
-
-    /// Binary (postcard, with 16-byte decimals and day-number dates): decoding a snapshot must
-    /// cost far less than replaying the loan's events.
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("snapshots always serialise")
-    }
-
-    /// `None` for bytes of another format (the snapshot is then rebuilt from events).
-    pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
-        postcard::from_bytes(bytes).ok()
-    }
 }
 
 /// The store's gate: runs [`decide::decide`] on each candidate, keeping each loan's folded

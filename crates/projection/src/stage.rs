@@ -47,7 +47,7 @@ impl Stage {
         }
     }
 
-    /// Every stage, in escalation order (for summaries).
+    /// Every stage, in escalation order (for summaries). Snapshots store the index: append only.
     pub const ALL: [Stage; 9] = [
         Stage::Current,
         Stage::Negotiated,

@@ -7,9 +7,10 @@ use uuid::Uuid;
 use arrears_core::event::{fmt_timestamp, Date, Timestamp};
 use arrears_core::Policy;
 
-use crate::fold::{add_days, Loan};
+use crate::fold::Loan;
 use crate::json;
 use crate::stage::{self, Stage, StageInput};
+use arrears_core::date::add_days;
 
 use arrears_core::money::amount_str::serialize as amt;
 
@@ -295,44 +296,43 @@ pub fn project(
     known_at: Option<Timestamp>,
     policy: &Policy,
 ) -> Projection {
-    let d = as_of;
-    let g = loan.grace_days;
-    let penalty_accrued = loan.accrued(d);
+    let grace_days = loan.grace_days;
+    let penalty_accrued = loan.accrued(as_of);
     let outstanding_penalty = penalty_accrued - loan.penalty.paid - loan.penalty.waived;
 
-    let mut out_p = Decimal::ZERO;
-    let mut out_i = Decimal::ZERO;
-    let mut over_p = Decimal::ZERO;
-    let mut over_i = Decimal::ZERO;
-    let mut paid_p = Decimal::ZERO;
-    let mut paid_i = Decimal::ZERO;
+    let mut outstanding_principal = Decimal::ZERO;
+    let mut outstanding_interest = Decimal::ZERO;
+    let mut overdue_principal = Decimal::ZERO;
+    let mut overdue_interest = Decimal::ZERO;
+    let mut paid_principal = Decimal::ZERO;
+    let mut paid_interest = Decimal::ZERO;
     let mut dpd = 0i64;
     let mut anomalies = Vec::new();
     let mut installments = Vec::with_capacity(loan.installments.len());
 
     for i in loan.installments.iter().filter(|i| !i.removed) {
-        paid_p += i.paid_principal;
-        paid_i += i.paid_interest;
+        paid_principal += i.paid_principal;
+        paid_interest += i.paid_interest;
         let unpaid = i.is_unpaid();
         let status = if !unpaid {
             InstallmentStatus::Paid
-        } else if i.due_on > d {
+        } else if i.due_on > as_of {
             InstallmentStatus::Future
-        } else if d <= add_days(i.due_on, g) {
+        } else if as_of <= add_days(i.due_on, grace_days) {
             InstallmentStatus::Due
         } else {
             InstallmentStatus::Overdue
         };
         if unpaid {
-            out_p += i.unpaid_principal();
-            out_i += i.unpaid_interest();
-            if i.due_on < d {
-                dpd = dpd.max((d - i.due_on).num_days());
+            outstanding_principal += i.unpaid_principal();
+            outstanding_interest += i.unpaid_interest();
+            if i.due_on < as_of {
+                dpd = dpd.max((as_of - i.due_on).num_days());
             }
         }
         if status == InstallmentStatus::Overdue {
-            over_p += i.unpaid_principal();
-            over_i += i.unpaid_interest();
+            overdue_principal += i.unpaid_principal();
+            overdue_interest += i.unpaid_interest();
             let recorded = loan
                 .misses
                 .iter()
@@ -361,7 +361,7 @@ pub fn project(
             .iter()
             .find(|i| i.n == m.installment)
             .and_then(|i| i.paid_on)
-            .is_some_and(|p| p <= add_days(due, g));
+            .is_some_and(|p| p <= add_days(due, grace_days));
         if paid_in_time {
             anomalies.push(Anomaly {
                 kind: AnomalyKind::MissedButPaid,
@@ -373,16 +373,18 @@ pub fn project(
     anomalies.dedup();
     installments.sort_by_key(|i| i.n);
 
-    let settled = out_p.is_zero() && out_i.is_zero() && outstanding_penalty.is_zero();
+    let settled = outstanding_principal.is_zero()
+        && outstanding_interest.is_zero()
+        && outstanding_penalty.is_zero();
     let extended = !loan.extensions.is_empty();
     let (stage, broken_promise) = stage::stage(
         &StageInput {
             dpd,
-            grace_days: g,
+            grace_days,
             settled,
             extended,
             stage_before_last_extension: loan.extensions.last().map(|e| e.stage_before),
-            broken_promise_to_pay: loan.broken_promise_at(d),
+            broken_promise_to_pay: loan.broken_promise_at(as_of),
         },
         policy,
     );
@@ -395,18 +397,18 @@ pub fn project(
         currency: loan.currency.clone(),
         status: if settled { "settled" } else { "active" },
         outstanding: Outstanding {
-            principal: out_p,
-            interest: out_i,
+            principal: outstanding_principal,
+            interest: outstanding_interest,
             penalty: outstanding_penalty,
-            total: out_p + out_i + outstanding_penalty,
+            total: outstanding_principal + outstanding_interest + outstanding_penalty,
         },
         overdue: Overdue {
-            principal: over_p,
-            interest: over_i,
+            principal: overdue_principal,
+            interest: overdue_interest,
         },
         paid: Paid {
-            principal: paid_p,
-            interest: paid_i,
+            principal: paid_principal,
+            interest: paid_interest,
             penalty: loan.penalty.paid,
         },
         waived: Waived {
@@ -423,12 +425,12 @@ pub fn project(
         broken_promise,
         installments,
         anomalies,
-        promise: loan.promise_at(d).map(|p| PromiseView {
+        promise: loan.promise_at(as_of).map(|p| PromiseView {
             made_on: p.made_on,
             on: p.on,
             amount: p.amount,
             paid: p.paid,
-            status: p.status_at(d),
+            status: p.status_at(as_of),
         }),
     }
 }

@@ -10,7 +10,7 @@ use arrears_core::event::*;
 use arrears_core::gate::Gate;
 use arrears_core::money::round_cents;
 use arrears_core::{schedule, Policy};
-use arrears_projection::{fold, project, replay, DecideGate};
+use arrears_projection::{fold, project, replay, DecideGate, Snapshot};
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -518,9 +518,20 @@ proptest! {
 fn snapshot_projection_equals_full_replay() {
     let policy = Policy::default();
     for (_, events) in streams(200, &policy) {
-        let snap = arrears_projection::Snapshot::build(&events, &policy).unwrap();
-        let decoded = arrears_projection::Snapshot::decode(&snap.encode()).unwrap();
+        let snap = Snapshot::build(&events, &policy).unwrap();
+        let decoded = Snapshot::decode(&snap.encode()).unwrap();
         assert_eq!(decoded, snap);
+        // Cut or padded bytes are refused, never read as another loan.
+        let bytes = snap.encode();
+        for cut in 0..bytes.len() {
+            assert!(Snapshot::read(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert_eq!(
+            Snapshot::read(&padded),
+            Err(arrears_projection::SnapshotError::Trailing(1))
+        );
         let last = events.iter().map(|e| e.business_date()).max().unwrap();
         for extra in [0u32, 1, 17, 400] {
             let d = plus(last, extra);
