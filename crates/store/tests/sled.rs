@@ -379,43 +379,67 @@ fn creation_leaves_no_temporary_directory_behind() {
     let _ = LOAN;
 }
 
-/// Format 2 (segments of encoding 3) is read and appended to; the first append marks it format 3
-/// and writes encoding 4; `upgrade` rewrites the rest in place. Events, verify and digest are the
-/// same throughout.
+/// A store of two loans (a: 2 events, b: 1) as format 2 wrote it: segments of encoding 3.
+/// Its digest.
+fn format_2_store(path: &Path, a: Uuid, b: Uuid) -> String {
+    let s = create(path);
+    s.append(
+        vec![disbursed(&a), pay(&a, "1"), disbursed(&b)],
+        &mut OpenGate,
+        store_now(),
+    )
+    .unwrap();
+    // Rewrite it as format 2 would have stored it.
+    let tree = s.backend().raw_tree();
+    for kv in tree.scan_prefix([b'e']) {
+        let (k, v) = kv.unwrap();
+        let evs = chunk::decode(&v).unwrap();
+        let three = chunk::seal(
+            &chunk::head_of(evs.last().unwrap()),
+            &chunk::encode_events(&evs),
+        );
+        tree.insert(k, three).unwrap();
+    }
+    tree.insert(b"mformat", &2u32.to_be_bytes()).unwrap();
+    s.backend().flush().unwrap();
+    s.digest().unwrap()
+}
+
+fn encodings(s: &Store<SledBackend>) -> Vec<u8> {
+    s.backend()
+        .raw_tree()
+        .scan_prefix([b'e'])
+        .map(|kv| kv.unwrap().1[0])
+        .collect()
+}
+
+/// `upgrade` rebuilds a format-2 store beside it (compact; the original kept as DIR.format2).
+#[test]
+fn upgrade_rebuilds_a_format_2_store_with_the_same_events_and_digest() {
+    let (dir, path) = temp_store();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let digest = format_2_store(&path, a, b);
+    let done = upgrade(&path).unwrap();
+    assert_eq!((done.loans, done.events, done.segments), (2, 3, 2));
+    let kept = done.kept.expect("rebuilt beside the original");
+    assert_eq!(kept, dir.path().join("db.format2"));
+    let s = existing(&path).unwrap();
+    assert_eq!(encodings(&s), vec![4, 4]);
+    assert_eq!(s.verify().unwrap(), None);
+    assert_eq!(s.digest().unwrap(), digest);
+    // The upgraded store takes appends and finds ids across loans (one fingerprint run).
+    s.append(vec![pay(&b, "1")], &mut OpenGate, store_now())
+        .unwrap();
+    assert_eq!(s.stream(b, None).unwrap().len(), 2);
+}
+
+/// Format 2 is read and appended to; the first append marks it format 3 and writes encoding 4;
+/// `upgrade` then rewrites the rest in place. Events, verify and digest agree throughout.
 #[test]
 fn a_format_2_store_is_read_appended_to_and_upgraded_in_place() {
     let (_dir, path) = temp_store();
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    let digest = {
-        let s = create(&path);
-        s.append(
-            vec![disbursed(&a), pay(&a, "1"), disbursed(&b)],
-            &mut OpenGate,
-            store_now(),
-        )
-        .unwrap();
-        // Rewrite it as format 2 would have stored it.
-        let tree = s.backend().raw_tree();
-        for kv in tree.scan_prefix([b'e']) {
-            let (k, v) = kv.unwrap();
-            let evs = chunk::decode(&v).unwrap();
-            let three = chunk::seal(
-                &chunk::head_of(evs.last().unwrap()),
-                &chunk::encode_events(&evs),
-            );
-            tree.insert(k, three).unwrap();
-        }
-        tree.insert(b"mformat", &2u32.to_be_bytes()).unwrap();
-        s.backend().flush().unwrap();
-        s.digest().unwrap()
-    };
-    let encodings = |s: &Store<SledBackend>| -> Vec<u8> {
-        s.backend()
-            .raw_tree()
-            .scan_prefix([b'e'])
-            .map(|kv| kv.unwrap().1[0])
-            .collect()
-    };
+    let digest = format_2_store(&path, a, b);
     let format = |s: &Store<SledBackend>| s.backend().raw_tree().get(b"mformat").unwrap().unwrap();
     {
         let s = existing(&path).unwrap();
