@@ -200,7 +200,19 @@ fn compact(bytes: &[u8]) -> Result<Compact<'_>, String> {
 pub fn events_len(bytes: &[u8]) -> Result<usize, String> {
     match bytes.first() {
         Some(&ENCODING_SEGMENT) => Ok(bytes.len().saturating_sub(HEADER_LEN)),
-        Some(&ENCODING_COMPACT) => Ok(compact(bytes)?.events.len()),
+        Some(&ENCODING_COMPACT) => {
+            // Read from the header: no decompression (the append checks it per loan touched).
+            let flags = *bytes
+                .get(HEADER_LEN + 16)
+                .ok_or("chunk header is truncated")?;
+            let at = HEADER_LEN + 17 + if flags & FLAG_PREV != 0 { 32 } else { 0 };
+            let rest = bytes.get(at..).ok_or("chunk header is truncated")?;
+            if flags & FLAG_LZ4 != 0 {
+                Ok(take_varint(rest)?.0)
+            } else {
+                Ok(rest.len())
+            }
+        }
         Some(v) => Err(format!("a segment of encoding {v}")),
         None => Err("empty chunk".into()),
     }
@@ -452,6 +464,11 @@ mod tests {
                 header(&bytes).unwrap(),
                 Some(head_of(events.last().unwrap()))
             );
+            let raw = uncompressed(&bytes).unwrap();
+            assert_eq!(decode(&raw).unwrap(), events);
+            for b in [&bytes, &raw] {
+                assert_eq!(events_len(b).unwrap(), compact(b).unwrap().events.len());
+            }
             // Smaller than encoding 3 of the same events.
             let old = seal(&head_of(events.last().unwrap()), &encode_events(&events));
             assert!(bytes.len() < old.len(), "{} vs {}", bytes.len(), old.len());
