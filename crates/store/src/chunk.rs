@@ -236,7 +236,7 @@ pub fn segment(
 ) -> Result<Vec<u8>, String> {
     assert!(!bodies.is_empty(), "a chunk holds at least one event");
     let loan = *loan.as_bytes();
-    let mut events = Vec::with_capacity(bodies.len() + old.map_or(0, <[u8]>::len) * 2);
+    let mut events = Vec::new();
     let (first_prev, mut prev) = match old {
         None => {
             let n = u32::from_be_bytes(bodies[..4].try_into().expect("4 bytes")) as usize;
@@ -249,7 +249,8 @@ pub fn segment(
                 if c.loan != loan {
                     return Err("the segment is of another loan".into());
                 }
-                events.extend_from_slice(&c.events);
+                // Decompressed: taken as it is (no copy); stored raw: copied.
+                events = c.events.into_owned();
                 let last = header(old)?.expect("encoding 4 has a header").hash;
                 (c.first_prev, last)
             }
@@ -271,11 +272,13 @@ pub fn segment(
             None => return Err("empty chunk".into()),
         },
     };
+    events.reserve(bodies.len());
     if let Err(why) = elide(&loan, &mut prev, bodies, &mut events) {
         panic!("new events do not continue the segment: {why}");
     }
     assert_eq!(prev, head.hash, "the head is the last event's");
-    let mut v = Vec::with_capacity(HEADER_LEN + 17 + 32 + 5 + events.len());
+    let bound = lz4_flex::block::get_maximum_output_size(events.len());
+    let mut v = Vec::with_capacity(HEADER_LEN + 17 + 32 + 5 + bound);
     v.push(ENCODING_COMPACT);
     v.extend_from_slice(&head.seq.to_be_bytes());
     v.extend_from_slice(&head.hash);
@@ -287,15 +290,20 @@ pub fn segment(
         v[flags_at] |= FLAG_PREV;
         v.extend_from_slice(&first_prev);
     }
-    let packed = lz4_flex::block::compress(&events);
-    let mut len = Vec::with_capacity(5);
-    put_varint(events.len(), &mut len);
-    if len.len() + packed.len() < events.len() {
-        v[flags_at] |= FLAG_LZ4;
-        v.extend_from_slice(&len);
-        v.extend_from_slice(&packed);
-    } else {
-        v.extend_from_slice(&events);
+    // Compressed straight into the value; kept only when smaller than the raw events.
+    let base = v.len();
+    put_varint(events.len(), &mut v);
+    let start = v.len();
+    v.resize(start + bound, 0);
+    match lz4_flex::block::compress_into(&events, &mut v[start..]) {
+        Ok(n) if start + n - base < events.len() => {
+            v[flags_at] |= FLAG_LZ4;
+            v.truncate(start + n);
+        }
+        _ => {
+            v.truncate(base);
+            v.extend_from_slice(&events);
+        }
     }
     Ok(v)
 }
