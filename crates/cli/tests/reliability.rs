@@ -490,5 +490,5 @@ fn a_newer_on_disk_format_is_refused_by_the_cli() {
     }
     let out = command(BIN, &store).args(["show", LOAN]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(err(&out).contains("has on-disk format 7; this build reads format 2 — upgrade arrears"));
+    assert!(err(&out).contains("has on-disk format 7; this build reads format 3 — upgrade arrears"));
 }

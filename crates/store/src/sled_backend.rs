@@ -2,13 +2,13 @@
 //! own lock); every commit is one `apply_batch`, which sled applies atomically across a crash,
 //! then a `flush`.
 //!
-//! Layout, on-disk format 2 (one tree, `arrears`, with one-byte key prefixes; `docs/storage.md`
+//! Layout, on-disk format 3 (format 2 with segments of chunk encoding 4; one tree, `arrears`, with one-byte key prefixes; `docs/storage.md`
 //! has the whole story and format 1):
 //!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `m` | `m` + name | metadata: `format` = u32 BE; `fpruns` = u32 BE, the number of `f` runs |
-//! | `e` | `e` + loan (16) + first seq (u64 BE) | a segment: consecutive events of the loan ([`crate::chunk`], encoding 3). The loan's last segment is rewritten by each append until it reaches [`SEGMENT_LIMIT`] bytes; its header is the loan's head. |
+//! | `e` | `e` + loan (16) + first seq (u64 BE) | a segment: consecutive events of the loan ([`crate::chunk`], encoding 4; 3 in format 2). The loan's last segment is rewritten by each append until it reaches [`SEGMENT_LIMIT`] bytes; its header is the loan's head. |
 //! | `l` | `l` + first position of the batch (u64 BE) | the batch's log runs: loan (16) + first seq (u64 BE) + count (u32 BE) |
 //! | `f` | `f` + first position of the batch (u64 BE) | the batch's event-id fingerprints, sorted u64 BE ([`fingerprint`]); merged into one run when there are more than [`MAX_FP_RUNS`] |
 //! | `s` | `s` + loan (16) | projection snapshot (opaque to the store) |
@@ -30,9 +30,15 @@ use uuid::Uuid;
 use crate::backend::{Backend, SealedBatch};
 use crate::{chunk, Head, LogEntry, RawChunk, RawStream, StoreError};
 
-/// The on-disk format this build writes. Format 1 (one value per event in an id index, heads
-/// apart, a chunk per append) is read only by `upgrade`.
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format this build writes: segments of chunk encoding 4 (decision S1). Format 2
+/// (segments of encoding 3) is read and appended to; its first commit marks it format 3 in the
+/// same atomic batch, so an older build refuses it ("upgrade arrears") rather than misreading
+/// encoding 4. Format 1 (one value per event in an id index, heads apart, a chunk per append) is
+/// read only by `upgrade` and `copy`.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest on-disk format this build appends to (its layout is format 3's; only its segments'
+/// encoding differs).
+pub const FORMAT_APPENDABLE: u32 = 2;
 /// A loan's last segment is rewritten by appends until it holds this many bytes; then a new
 /// segment starts. Bounds the bytes rewritten per append (a micro-loan's whole life is usually
 /// well under it: ~100–300 bytes an event).
@@ -119,7 +125,7 @@ pub struct SledBackend {
     path: String,
     /// The on-disk format of the store opened: [`FORMAT_VERSION`], or older with
     /// [`Mode::ReadAnyFormat`] (then it is read only).
-    format: u32,
+    format: std::sync::atomic::AtomicU32,
     state: Mutex<State>,
     /// Held for the life of the backend: one process per store.
     _lock: std::fs::File,
@@ -515,14 +521,14 @@ impl SledBackend {
         if found > FORMAT_VERSION {
             return Err(StoreError::FormatTooNew { path, found });
         }
-        if found < FORMAT_VERSION && mode != Mode::ReadAnyFormat {
+        if found < FORMAT_APPENDABLE && mode != Mode::ReadAnyFormat {
             return Err(StoreError::FormatTooOld { path, found });
         }
         let mut backend = SledBackend {
             db,
             tree,
             path,
-            format: found,
+            format: found.into(),
             state: Mutex::new(State {
                 next_pos: 1,
                 fp_runs: 0,
@@ -555,12 +561,16 @@ impl SledBackend {
         }
     }
 
-    /// Writes go only to a store of the current format.
+    fn format(&self) -> u32 {
+        self.format.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes go only to a store of format 2 or 3.
     fn writable(&self) -> Result<(), StoreError> {
-        if self.format < FORMAT_VERSION {
+        if self.format() < FORMAT_APPENDABLE {
             return Err(StoreError::FormatTooOld {
                 path: self.path.clone(),
-                found: self.format,
+                found: self.format(),
             });
         }
         Ok(())
@@ -703,7 +713,7 @@ impl Backend for SledBackend {
             {
                 Some(h) => h,
                 // Format 1 (read for `copy`): chunks carry no header; the last event is the head.
-                None if self.format < FORMAT_VERSION => chunk::head_of(
+                None if self.format() < FORMAT_APPENDABLE => chunk::head_of(
                     chunk::decode(v)
                         .map_err(|why| self.corrupt(format!("loan {l}"), why))?
                         .last()
@@ -809,16 +819,27 @@ impl Backend for SledBackend {
             if stored_head != l.prev_seq {
                 return Err(StoreError::Raced { loan: l.loan });
             }
+            // Segments are cut by their events' bytes before compression (the new ones are
+            // counted with their ids and hashes, so a little early), bounding what an append
+            // rewrites and what a read decompresses.
+            let room = match &last {
+                Some((_, v)) => {
+                    chunk::events_len(v)
+                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
+                        + l.bodies.len()
+                        <= SEGMENT_LIMIT
+                }
+                None => false,
+            };
             match last {
-                Some((k, v)) if v.len() + l.bodies.len() <= SEGMENT_LIMIT => {
-                    let mut bodies = Vec::with_capacity(v.len() + l.bodies.len());
-                    bodies.extend_from_slice(chunk::bodies(&v));
-                    bodies.extend_from_slice(&l.bodies);
-                    b.insert(k, chunk::seal(&l.head, &bodies));
+                Some((k, v)) if room => {
+                    let seg = chunk::segment(Some(&v), &l.loan, &l.head, &l.bodies)
+                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?;
+                    b.insert(k, seg);
                 }
                 _ => b.insert(
                     event_key(&l.loan, l.prev_seq + 1),
-                    chunk::seal(&l.head, &l.bodies),
+                    chunk::segment(None, &l.loan, &l.head, &l.bodies).expect("no old segment"),
                 ),
             }
         }
@@ -846,7 +867,16 @@ impl Backend for SledBackend {
             b.insert(key(b'f', &[&pos.to_be_bytes()]), encode_fps(&fps));
         }
         b.insert(fpruns_key(), &fp_runs.to_be_bytes());
+        let bumped = self.format() < FORMAT_VERSION;
+        if bumped {
+            // A format-2 store gets its first segment of encoding 4 in this batch.
+            b.insert(fmt_key(), &FORMAT_VERSION.to_be_bytes());
+        }
         self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        if bumped {
+            self.format
+                .store(FORMAT_VERSION, std::sync::atomic::Ordering::Relaxed);
+        }
         // The batch is applied: bring the in-memory state up to date.
         st.next_pos = pos + batch.len() as u64;
         st.fp_runs = fp_runs;
@@ -898,15 +928,80 @@ impl Backend for SledBackend {
 pub struct Upgraded {
     pub loans: u64,
     pub events: u64,
-    /// Where the original store now is.
-    pub kept: PathBuf,
+    /// Where the original store now is (format 1, rebuilt beside it), or None: converted in
+    /// place (format 2, whose segments are rewritten one atomic batch at a time).
+    pub kept: Option<PathBuf>,
+    /// Segments rewritten to the current encoding.
+    pub segments: u64,
 }
 
-/// Convert a format-1 store at `dir` to the current format: the streams are rewritten as
-/// segments, the log is kept as it is (so positions, seqs, ids, `recorded_at` and hashes are
-/// unchanged and `digest` is equal), the per-event id index becomes fingerprint runs, and
-/// snapshots (a cache) are dropped. Built in a temporary sibling; the original is renamed to
-/// `DIR.format1` and kept.
+/// Rewrite in place the segments of encoding 3 a format-3 store still holds (a format-2 store
+/// that this build appended to), in atomic batches of at most 10,000: each rewrite holds the
+/// same events, so a store interrupted half-way holds both encodings and reads the same.
+fn upgrade_in_place(tree: &sled::Tree, db: &sled::Db, path: &str) -> Result<Upgraded, StoreError> {
+    let (mut loans, mut events, mut segments) = (0u64, 0u64, 0u64);
+    let mut b = sled::Batch::default();
+    b.insert(fmt_key(), &FORMAT_VERSION.to_be_bytes());
+    let mut pending = 1usize;
+    let mut current = None;
+    let mut buf = Vec::new();
+    for kv in tree.scan_prefix([b'e']) {
+        let (k, v) = kv.map_err(|e| sled_err(path, e))?;
+        let loan = Uuid::from_slice(k.get(1..17).unwrap_or_default()).map_err(|_| {
+            StoreError::Corrupt {
+                store: path.to_owned(),
+                at: "event key".into(),
+                why: "not a UUID".into(),
+            }
+        })?;
+        let corrupt = |why: String| StoreError::Corrupt {
+            store: path.to_owned(),
+            at: format!("loan {loan}"),
+            why,
+        };
+        if current != Some(loan) {
+            loans += 1;
+            current = Some(loan);
+        }
+        buf.clear();
+        chunk::decode_into(&v, &mut buf).map_err(corrupt)?;
+        events += buf.len() as u64;
+        if v.first() == Some(&4) {
+            continue;
+        }
+        // What encoding 4 elides must be what the chain says (else `verify` names the damage).
+        if buf.iter().any(|e| e.loan_id.uuid() != loan)
+            || buf.windows(2).any(|w| w[1].prev_hash != w[0].hash)
+        {
+            return Err(corrupt(
+                "a segment's loan or hash chain is broken; run `arrears verify`".into(),
+            ));
+        }
+        b.insert(k, chunk::encode(&buf));
+        segments += 1;
+        pending += 1;
+        if pending >= 10_000 {
+            tree.apply_batch(std::mem::take(&mut b))
+                .map_err(|e| sled_err(path, e))?;
+            pending = 0;
+        }
+    }
+    tree.apply_batch(b).map_err(|e| sled_err(path, e))?;
+    db.flush().map_err(|e| sled_err(path, e))?;
+    Ok(Upgraded {
+        loans,
+        events,
+        kept: None,
+        segments,
+    })
+}
+
+/// Convert a format-1 or format-2 store at `dir` to the current format: the streams are
+/// rewritten as segments of encoding 4, the log is kept as it is (so positions, seqs, ids,
+/// `recorded_at` and hashes are unchanged and `digest` is equal), the fingerprints become one
+/// run, and snapshots (a cache) are copied from format 2 and dropped from format 1. Built in a
+/// temporary sibling; the original is renamed to `DIR.format1` / `DIR.format2` and kept. A
+/// format-3 store holding segments of encoding 3 has them rewritten in place.
 pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
     let path = dir.display().to_string();
     if !matches!(inspect(dir)?, OnDisk::Store) {
@@ -920,12 +1015,19 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
         .map_err(|e| sled_err(&path, e))?
         .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
     match found {
-        Some(1) => {}
+        // Rebuilt beside: a compact new store (rewriting every value in place would leave the
+        // old ones as sled garbage: the 100k-loan store grew from 176 to 243 MB that way).
+        Some(1 | FORMAT_APPENDABLE) => {}
+        // Format 3 may still hold segments of encoding 3 that appends did not rewrite.
         Some(FORMAT_VERSION) => {
-            return Err(StoreError::Path {
-                path,
-                why: format!("already in format {FORMAT_VERSION}; nothing to upgrade"),
-            })
+            let done = upgrade_in_place(&old_tree, &old, &path)?;
+            if done.segments == 0 {
+                return Err(StoreError::Path {
+                    path,
+                    why: format!("already in format {FORMAT_VERSION}; nothing to upgrade"),
+                });
+            }
+            return Ok(done);
         }
         Some(found) => return Err(StoreError::FormatTooNew { path, found }),
         None => {
@@ -941,7 +1043,7 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
         why,
     };
     let tmp = temp_sibling(dir, "upgrading")?;
-    let (mut loans, mut events) = (0u64, 0u64);
+    let (mut loans, mut events, mut segments) = (0u64, 0u64, 0u64);
     {
         let db = open_sled(&tmp).map_err(|e| sled_err(&path, e))?;
         let tree = db.open_tree(TREE).map_err(|e| sled_err(&path, e))?;
@@ -956,35 +1058,39 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
         };
         let mut current: Option<Uuid> = None;
         let mut stream = Vec::new();
-        let write_loan =
-            |loan: Uuid, stream: &mut Vec<arrears_core::event::Event>, b: &mut sled::Batch| {
-                // Segments of at most SEGMENT_LIMIT bytes (at least one event each).
-                let mut start = 0;
-                let mut bytes = 0;
-                for i in 0..stream.len() {
-                    let n = arrears_core::codec::encode(&stream[i]).len() + 4;
-                    if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
-                        b.insert(
-                            event_key(&loan, stream[start].seq.get()),
-                            chunk::encode(&stream[start..i]),
-                        );
-                        start = i;
-                        bytes = 0;
-                    }
-                    bytes += n;
+        let write_loan = |loan: Uuid,
+                          stream: &mut Vec<arrears_core::event::Event>,
+                          b: &mut sled::Batch,
+                          segments: &mut u64| {
+            // Segments of at most SEGMENT_LIMIT bytes (at least one event each).
+            let mut start = 0;
+            let mut bytes = 0;
+            for i in 0..stream.len() {
+                let n = arrears_core::codec::encode(&stream[i]).len() + 4;
+                if i > start && bytes + n + chunk::HEADER_LEN > SEGMENT_LIMIT {
+                    b.insert(
+                        event_key(&loan, stream[start].seq.get()),
+                        chunk::encode(&stream[start..i]),
+                    );
+                    *segments += 1;
+                    start = i;
+                    bytes = 0;
                 }
-                b.insert(
-                    event_key(&loan, stream[start].seq.get()),
-                    chunk::encode(&stream[start..]),
-                );
-                stream.clear();
-            };
+                bytes += n;
+            }
+            b.insert(
+                event_key(&loan, stream[start].seq.get()),
+                chunk::encode(&stream[start..]),
+            );
+            *segments += 1;
+            stream.clear();
+        };
         for kv in old_tree.scan_prefix([b'e']) {
             let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
             let loan = Uuid::from_slice(&k[1..17])
                 .map_err(|_| corrupt("event key".into(), "not a UUID".into()))?;
             if current.is_some_and(|c| c != loan) {
-                write_loan(current.expect("some"), &mut stream, &mut b);
+                write_loan(current.expect("some"), &mut stream, &mut b, &mut segments);
                 pending += 1;
                 if pending >= 10_000 {
                     flush_batch(&mut b, &mut pending)?;
@@ -1009,11 +1115,18 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
             events += (stream.len() - before) as u64;
         }
         if let Some(loan) = current {
-            write_loan(loan, &mut stream, &mut b);
+            write_loan(loan, &mut stream, &mut b, &mut segments);
         }
         for kv in old_tree.scan_prefix([b'l']) {
             let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
             b.insert(k, v);
+        }
+        if found == Some(FORMAT_APPENDABLE) {
+            // Format 2's snapshots are current; format 1's are of an older layout (dropped).
+            for kv in old_tree.scan_prefix([b's']) {
+                let (k, v) = kv.map_err(|e| sled_err(&path, e))?;
+                b.insert(k, v);
+            }
         }
         fps.sort_unstable();
         let last_pos = 1;
@@ -1029,7 +1142,7 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
     sync_dir(&tmp)?;
     drop(old_tree);
     drop(old);
-    let kept = PathBuf::from(format!("{path}.format1"));
+    let kept = PathBuf::from(format!("{path}.format{}", found.expect("matched above")));
     if kept.exists() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(StoreError::Path {
@@ -1044,6 +1157,7 @@ pub fn upgrade(dir: &Path) -> Result<Upgraded, StoreError> {
     Ok(Upgraded {
         loans,
         events,
-        kept,
+        kept: Some(kept),
+        segments,
     })
 }

@@ -89,7 +89,8 @@ impl Fixture for Sled {
         let mut prefix = vec![b'e'];
         prefix.extend_from_slice(loan.as_bytes());
         let (k, v) = tree.scan_prefix(prefix).nth(i).unwrap().unwrap();
-        let mut bytes = v.to_vec();
+        // Edit the events' bytes, not their LZ4 block.
+        let mut bytes = arrears_store::chunk::uncompressed(&v).unwrap();
         f(&mut bytes);
         tree.insert(k, bytes).unwrap();
     }

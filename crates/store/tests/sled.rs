@@ -236,8 +236,9 @@ fn upgrade_converts_format_1_keeping_ids_seqs_hashes_and_the_digest() {
     ));
     let done = upgrade(&path).unwrap();
     assert_eq!((done.loans, done.events), (2, 3));
-    assert_eq!(done.kept, dir.path().join("db.format1"));
-    assert!(done.kept.join("conf").exists());
+    let kept = done.kept.expect("format 1 is rebuilt beside the original");
+    assert_eq!(kept, dir.path().join("db.format1"));
+    assert!(kept.join("conf").exists());
     let s = existing(&path).unwrap();
     assert_eq!(s.verify().unwrap(), None);
     assert_eq!(s.stream(a, None).unwrap(), streams[0]);
@@ -300,17 +301,22 @@ fn the_binary_encoding_round_trips_every_kind() {
             hash: GENESIS,
         };
         e.hash = compute_hash(&e);
-        let bytes = chunk::encode(std::slice::from_ref(&e));
-        assert_eq!(bytes[0], 3);
-        assert_eq!(chunk::header(&bytes).unwrap(), Some(chunk::head_of(&e)));
-        let back = chunk::decode(&bytes).unwrap().remove(0);
-        assert_eq!(back, e);
-        assert_eq!(
-            back.to_json(),
-            e.to_json(),
-            "rates keep their written scale"
-        );
-        assert_eq!(compute_hash(&back), e.hash);
+        let one = std::slice::from_ref(&e);
+        // Encoding 4 (sled's segments) and 3 (PostgreSQL, memory, sled format 2).
+        let four = chunk::encode(one);
+        let three = chunk::seal(&chunk::head_of(&e), &chunk::encode_events(one));
+        for (bytes, encoding) in [(four, 4), (three, 3)] {
+            assert_eq!(bytes[0], encoding);
+            assert_eq!(chunk::header(&bytes).unwrap(), Some(chunk::head_of(&e)));
+            let back = chunk::decode(&bytes).unwrap().remove(0);
+            assert_eq!(back, e);
+            assert_eq!(
+                back.to_json(),
+                e.to_json(),
+                "rates keep their written scale"
+            );
+            assert_eq!(compute_hash(&back), e.hash);
+        }
     }
 }
 
@@ -371,4 +377,96 @@ fn creation_leaves_no_temporary_directory_behind() {
         .collect();
     assert_eq!(names, vec!["db".to_owned()]);
     let _ = LOAN;
+}
+
+/// A store of two loans (a: 2 events, b: 1) as format 2 wrote it: segments of encoding 3.
+/// Its digest.
+fn format_2_store(path: &Path, a: Uuid, b: Uuid) -> String {
+    let s = create(path);
+    s.append(
+        vec![disbursed(&a), pay(&a, "1"), disbursed(&b)],
+        &mut OpenGate,
+        store_now(),
+    )
+    .unwrap();
+    // Rewrite it as format 2 would have stored it.
+    let tree = s.backend().raw_tree();
+    for kv in tree.scan_prefix([b'e']) {
+        let (k, v) = kv.unwrap();
+        let evs = chunk::decode(&v).unwrap();
+        let three = chunk::seal(
+            &chunk::head_of(evs.last().unwrap()),
+            &chunk::encode_events(&evs),
+        );
+        tree.insert(k, three).unwrap();
+    }
+    tree.insert(b"mformat", &2u32.to_be_bytes()).unwrap();
+    s.backend().flush().unwrap();
+    s.digest().unwrap()
+}
+
+fn encodings(s: &Store<SledBackend>) -> Vec<u8> {
+    s.backend()
+        .raw_tree()
+        .scan_prefix([b'e'])
+        .map(|kv| kv.unwrap().1[0])
+        .collect()
+}
+
+/// `upgrade` rebuilds a format-2 store beside it (compact; the original kept as DIR.format2).
+#[test]
+fn upgrade_rebuilds_a_format_2_store_with_the_same_events_and_digest() {
+    let (dir, path) = temp_store();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let digest = format_2_store(&path, a, b);
+    let done = upgrade(&path).unwrap();
+    assert_eq!((done.loans, done.events, done.segments), (2, 3, 2));
+    let kept = done.kept.expect("rebuilt beside the original");
+    assert_eq!(kept, dir.path().join("db.format2"));
+    let s = existing(&path).unwrap();
+    assert_eq!(encodings(&s), vec![4, 4]);
+    assert_eq!(s.verify().unwrap(), None);
+    assert_eq!(s.digest().unwrap(), digest);
+    // The upgraded store takes appends and finds ids across loans (one fingerprint run).
+    s.append(vec![pay(&b, "1")], &mut OpenGate, store_now())
+        .unwrap();
+    assert_eq!(s.stream(b, None).unwrap().len(), 2);
+}
+
+/// Format 2 is read and appended to; the first append marks it format 3 and writes encoding 4;
+/// `upgrade` then rewrites the rest in place. Events, verify and digest agree throughout.
+#[test]
+fn a_format_2_store_is_read_appended_to_and_upgraded_in_place() {
+    let (_dir, path) = temp_store();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let digest = format_2_store(&path, a, b);
+    let format = |s: &Store<SledBackend>| s.backend().raw_tree().get(b"mformat").unwrap().unwrap();
+    {
+        let s = existing(&path).unwrap();
+        assert_eq!(encodings(&s), vec![3, 3]);
+        assert_eq!(s.verify().unwrap(), None);
+        assert_eq!(s.digest().unwrap(), digest);
+        assert_eq!(s.stream(a, None).unwrap().len(), 2);
+        s.append(vec![pay(&a, "2")], &mut OpenGate, store_now())
+            .unwrap();
+        assert_eq!(
+            encodings(&s),
+            vec![4, 3],
+            "the rewritten segment is encoding 4"
+        );
+        assert_eq!(format(&s).as_ref(), &3u32.to_be_bytes());
+        assert_eq!(s.verify().unwrap(), None);
+    }
+    let after_append = existing(&path).unwrap().digest().unwrap();
+    let done = upgrade(&path).unwrap();
+    assert_eq!((done.loans, done.events, done.segments), (2, 4, 1));
+    assert_eq!(done.kept, None);
+    let s = existing(&path).unwrap();
+    assert_eq!(encodings(&s), vec![4, 4]);
+    assert_eq!(s.verify().unwrap(), None);
+    assert_eq!(s.digest().unwrap(), after_append);
+    assert_eq!(s.stream(a, None).unwrap().len(), 3);
+    drop(s);
+    let again = upgrade(&path).unwrap_err().to_string();
+    assert!(again.contains("already in format 3"), "{again}");
 }

@@ -12,13 +12,22 @@ pub fn upgrade(ctx: &Ctx) -> Result<(), Failure> {
         ));
     };
     let done = arrears_store::sled_backend::upgrade(dir)?;
-    println!(
-        "upgraded {}: {} loans, {} events; the original is kept at {}",
-        dir.display(),
-        done.loans,
-        done.events,
-        done.kept.display()
-    );
+    match &done.kept {
+        Some(kept) => println!(
+            "upgraded {}: {} loans, {} events; the original is kept at {}",
+            dir.display(),
+            done.loans,
+            done.events,
+            kept.display()
+        ),
+        None => println!(
+            "upgraded {} in place: {} loans, {} events; {} segments rewritten",
+            dir.display(),
+            done.loans,
+            done.events,
+            done.segments
+        ),
+    }
     Ok(())
 }
 
