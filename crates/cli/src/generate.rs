@@ -120,13 +120,13 @@ impl<'p> Builder<'p> {
         let Some(p) = self.projection(day) else {
             return Decimal::ZERO;
         };
-        let insts: Decimal = p
+        let insts: Money = p
             .installments
             .iter()
             .filter(|i| i.due_on <= through)
             .map(|i| i.principal + i.interest - i.paid_principal - i.paid_interest)
             .sum();
-        p.outstanding.penalty + insts
+        (p.outstanding.penalty + insts).decimal()
     }
 
     fn pay(&mut self, on: Date, amount: Decimal) -> bool {
@@ -272,9 +272,9 @@ fn generate_loan(cfg: &GenConfig, index: u64, policy: &Policy) -> Vec<Event> {
                 .as_ref()
                 .map(|p| {
                     (
-                        p.outstanding.penalty,
-                        p.outstanding.interest,
-                        p.outstanding.principal,
+                        p.outstanding.penalty.decimal(),
+                        p.outstanding.interest.decimal(),
+                        p.outstanding.principal.decimal(),
                     )
                 })
                 .unwrap_or_default();

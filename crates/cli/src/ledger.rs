@@ -158,9 +158,9 @@ impl Summary {
         self.loans += 1;
         self.events += events;
         *self.by_stage.entry(p.stage.as_str()).or_default() += 1;
-        self.outstanding += p.outstanding.total;
-        self.penalty_owed += p.outstanding.penalty;
-        self.penalty_accrued += p.penalty_accrued;
+        self.outstanding += p.outstanding.total.decimal();
+        self.penalty_owed += p.outstanding.penalty.decimal();
+        self.penalty_accrued += p.penalty_accrued.decimal();
     }
 }
 

@@ -193,7 +193,7 @@ pub fn next_due(p: &Projection) -> Option<(Date, Decimal)> {
         .filter(|i| i.status != InstallmentStatus::Paid && i.due_on >= p.as_of)
         .map(|i| {
             let unpaid = i.principal - i.paid_principal + i.interest - i.paid_interest;
-            (i.due_on, i.n, unpaid)
+            (i.due_on, i.n, unpaid.decimal())
         })
         .filter(|(_, _, unpaid)| *unpaid > Decimal::ZERO)
         .min_by_key(|(d, n, _)| (*d, *n))
@@ -295,19 +295,25 @@ impl ProjectionCols {
                 "stage" => text(&|p| p.stage.as_str()),
                 "class" => text(&|p| p.class),
                 "bucket" => text(&|p| p.bucket),
-                "outstanding_principal" => amount(&|r| r.projection.outstanding.principal, name)?,
-                "outstanding_interest" => amount(&|r| r.projection.outstanding.interest, name)?,
-                "outstanding_penalty" => amount(&|r| r.projection.outstanding.penalty, name)?,
-                "outstanding_total" => amount(&|r| r.projection.outstanding.total, name)?,
-                "overdue_principal" => amount(&|r| r.projection.overdue.principal, name)?,
-                "overdue_interest" => amount(&|r| r.projection.overdue.interest, name)?,
-                "paid_principal" => amount(&|r| r.projection.paid.principal, name)?,
-                "paid_interest" => amount(&|r| r.projection.paid.interest, name)?,
-                "paid_penalty" => amount(&|r| r.projection.paid.penalty, name)?,
-                "waived_penalty" => amount(&|r| r.projection.waived.penalty, name)?,
-                "waived_interest" => amount(&|r| r.projection.waived.interest, name)?,
-                "penalty_accrued" => amount(&|r| r.projection.penalty_accrued, name)?,
-                "overpaid" => amount(&|r| r.projection.overpaid, name)?,
+                "outstanding_principal" => {
+                    amount(&|r| r.projection.outstanding.principal.decimal(), name)?
+                }
+                "outstanding_interest" => {
+                    amount(&|r| r.projection.outstanding.interest.decimal(), name)?
+                }
+                "outstanding_penalty" => {
+                    amount(&|r| r.projection.outstanding.penalty.decimal(), name)?
+                }
+                "outstanding_total" => amount(&|r| r.projection.outstanding.total.decimal(), name)?,
+                "overdue_principal" => amount(&|r| r.projection.overdue.principal.decimal(), name)?,
+                "overdue_interest" => amount(&|r| r.projection.overdue.interest.decimal(), name)?,
+                "paid_principal" => amount(&|r| r.projection.paid.principal.decimal(), name)?,
+                "paid_interest" => amount(&|r| r.projection.paid.interest.decimal(), name)?,
+                "paid_penalty" => amount(&|r| r.projection.paid.penalty.decimal(), name)?,
+                "waived_penalty" => amount(&|r| r.projection.waived.penalty.decimal(), name)?,
+                "waived_interest" => amount(&|r| r.projection.waived.interest.decimal(), name)?,
+                "penalty_accrued" => amount(&|r| r.projection.penalty_accrued.decimal(), name)?,
+                "overpaid" => amount(&|r| r.projection.overpaid.decimal(), name)?,
                 other => return Err(pq(format!("no Parquet type for CSV column {other}"))),
             };
             cols.push(col);

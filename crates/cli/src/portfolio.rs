@@ -143,10 +143,10 @@ pub struct Sums {
 impl Sums {
     fn add(&mut self, o: &Outstanding) {
         self.loans += 1;
-        self.principal += o.principal;
-        self.interest += o.interest;
-        self.penalty += o.penalty;
-        self.total += o.total;
+        self.principal += o.principal.decimal();
+        self.interest += o.interest.decimal();
+        self.penalty += o.penalty.decimal();
+        self.total += o.total.decimal();
     }
 
     fn serialize_group<S: Serializer>(
@@ -596,7 +596,7 @@ impl RollRates {
         }
         let cell = &mut self.cells[row][col];
         cell.0 += 1;
-        cell.1 += at_from.outstanding.principal;
+        cell.1 += at_from.outstanding.principal.decimal();
         Ok(true)
     }
 
@@ -1070,10 +1070,10 @@ mod tests {
         // Totals are the plain sums over the loans.
         let t = pf.totals();
         let by_hand = |f: fn(&Projection) -> Decimal| ps.iter().map(f).sum::<Decimal>();
-        assert_eq!(t.principal, by_hand(|p| p.outstanding.principal));
-        assert_eq!(t.interest, by_hand(|p| p.outstanding.interest));
-        assert_eq!(t.penalty, by_hand(|p| p.outstanding.penalty));
-        assert_eq!(t.total, by_hand(|p| p.outstanding.total));
+        assert_eq!(t.principal, by_hand(|p| p.outstanding.principal.decimal()));
+        assert_eq!(t.interest, by_hand(|p| p.outstanding.interest.decimal()));
+        assert_eq!(t.penalty, by_hand(|p| p.outstanding.penalty.decimal()));
+        assert_eq!(t.total, by_hand(|p| p.outstanding.total.decimal()));
         // 1000 + 0 + 2000 + 300 + 1000 + 600; 15 + 0 + 30 + 1.05 + 15 + 9; 7.60 + 35.65 + 3.80.
         assert_eq!(fmt_amount(t.principal), "4900.00");
         assert_eq!(fmt_amount(t.interest), "70.05");

@@ -57,18 +57,18 @@ pub fn projection_table(p: &Projection) -> String {
         &mut s,
         "outstanding",
         [
-            Some(p.outstanding.principal),
-            Some(p.outstanding.interest),
-            Some(p.outstanding.penalty),
-            Some(p.outstanding.total),
+            Some(p.outstanding.principal.decimal()),
+            Some(p.outstanding.interest.decimal()),
+            Some(p.outstanding.penalty.decimal()),
+            Some(p.outstanding.total.decimal()),
         ],
     );
     row(
         &mut s,
         "overdue",
         [
-            Some(p.overdue.principal),
-            Some(p.overdue.interest),
+            Some(p.overdue.principal.decimal()),
+            Some(p.overdue.interest.decimal()),
             None,
             None,
         ],
@@ -77,24 +77,33 @@ pub fn projection_table(p: &Projection) -> String {
         &mut s,
         "paid",
         [
-            Some(p.paid.principal),
-            Some(p.paid.interest),
-            Some(p.paid.penalty),
+            Some(p.paid.principal.decimal()),
+            Some(p.paid.interest.decimal()),
+            Some(p.paid.penalty.decimal()),
             None,
         ],
     );
     row(
         &mut s,
         "waived",
-        [None, Some(p.waived.interest), Some(p.waived.penalty), None],
+        [
+            None,
+            Some(p.waived.interest.decimal()),
+            Some(p.waived.penalty.decimal()),
+            None,
+        ],
     );
     row(
         &mut s,
         "accrued",
-        [None, None, Some(p.penalty_accrued), None],
+        [None, None, Some(p.penalty_accrued.decimal()), None],
     );
     if !p.overpaid.is_zero() {
-        row(&mut s, "overpaid", [None, None, None, Some(p.overpaid)]);
+        row(
+            &mut s,
+            "overpaid",
+            [None, None, None, Some(p.overpaid.decimal())],
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(

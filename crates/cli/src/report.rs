@@ -617,8 +617,9 @@ fn chart(s: &mut String, p: &Projection, e: &Explain, counted: &[&Event], points
     let end = p.as_of;
     let span = (start.days_until(end).max(1)) as f64;
     let x = |d: Date| LEFT + (W - LEFT - RIGHT) * (start.days_until(d) as f64 / span);
-    let tot =
-        |q: &Projection| q.outstanding.principal + q.outstanding.interest + q.outstanding.penalty;
+    let tot = |q: &Projection| {
+        (q.outstanding.principal + q.outstanding.interest + q.outstanding.penalty).decimal()
+    };
     let max = points
         .iter()
         .map(tot)
@@ -681,15 +682,15 @@ fn chart(s: &mut String, p: &Projection, e: &Explain, counted: &[&Event], points
     type Band = fn(&Projection) -> (f64, f64);
     let layers: [(&str, &str, Band); 3] = [
         ("principal", C_PRINCIPAL, |q| {
-            (0.0, num(q.outstanding.principal))
+            (0.0, num(q.outstanding.principal.decimal()))
         }),
         ("interest", C_INTEREST, |q| {
-            let lo = num(q.outstanding.principal);
-            (lo, lo + num(q.outstanding.interest))
+            let lo = num(q.outstanding.principal.decimal());
+            (lo, lo + num(q.outstanding.interest.decimal()))
         }),
         ("penalty", C_PENALTY, |q| {
-            let lo = num(q.outstanding.principal + q.outstanding.interest);
-            (lo, lo + num(q.outstanding.penalty))
+            let lo = num((q.outstanding.principal + q.outstanding.interest).decimal());
+            (lo, lo + num(q.outstanding.penalty.decimal()))
         }),
     ];
     for (name, colour, band) in &layers {

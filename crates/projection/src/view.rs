@@ -1,6 +1,7 @@
 //! The SPEC §7 projection object, computed from a folded [`Loan`] at an as-of date.
 
 use arrears_core::id::LoanId;
+use arrears_core::money::Money;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
@@ -11,8 +12,6 @@ use crate::fold::Loan;
 use crate::json;
 use crate::stage::{self, Stage, StageInput};
 
-use arrears_core::money::amount_str::serialize as amt;
-
 fn ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&fmt_timestamp(t)),
@@ -22,40 +21,29 @@ fn ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outstanding {
-    #[serde(serialize_with = "amt")]
-    pub principal: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub penalty: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub total: Decimal,
+    pub principal: Money,
+    pub interest: Money,
+    pub penalty: Money,
+    pub total: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Overdue {
-    #[serde(serialize_with = "amt")]
-    pub principal: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
+    pub principal: Money,
+    pub interest: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Paid {
-    #[serde(serialize_with = "amt")]
-    pub principal: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub penalty: Decimal,
+    pub principal: Money,
+    pub interest: Money,
+    pub penalty: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Waived {
-    #[serde(serialize_with = "amt")]
-    pub penalty: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
+    pub penalty: Money,
+    pub interest: Money,
 }
 
 /// Installment status on the as-of date.
@@ -83,14 +71,10 @@ impl InstallmentStatus {
 pub struct InstallmentView {
     pub n: u32,
     pub due_on: Date,
-    #[serde(serialize_with = "amt")]
-    pub principal: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub interest: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub paid_principal: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub paid_interest: Decimal,
+    pub principal: Money,
+    pub interest: Money,
+    pub paid_principal: Money,
+    pub paid_interest: Money,
     pub status: InstallmentStatus,
 }
 
@@ -131,10 +115,8 @@ pub struct Projection {
     pub overdue: Overdue,
     pub paid: Paid,
     pub waived: Waived,
-    #[serde(serialize_with = "amt")]
-    pub penalty_accrued: Decimal,
-    #[serde(serialize_with = "amt")]
-    pub overpaid: Decimal,
+    pub penalty_accrued: Money,
+    pub overpaid: Money,
     pub days_past_due: i64,
     pub stage: Stage,
     pub class: &'static str,
@@ -154,11 +136,9 @@ pub struct Projection {
 pub struct PromiseView {
     pub made_on: Date,
     pub on: Date,
-    #[serde(serialize_with = "amt")]
-    pub amount: Decimal,
+    pub amount: Money,
     /// Payments dated `made_on ..= min(on, as_of)` counted towards it (until it was kept).
-    #[serde(serialize_with = "amt")]
-    pub paid: Decimal,
+    pub paid: Money,
     pub status: crate::fold::PromiseStatus,
 }
 
@@ -201,31 +181,31 @@ impl Projection {
         json::string(out, self.status);
         let o = &self.outstanding;
         out.extend_from_slice(b",\"outstanding\":{\"principal\":");
-        json::amount(out, o.principal);
+        json::amount(out, o.principal.decimal());
         out.extend_from_slice(b",\"interest\":");
-        json::amount(out, o.interest);
+        json::amount(out, o.interest.decimal());
         out.extend_from_slice(b",\"penalty\":");
-        json::amount(out, o.penalty);
+        json::amount(out, o.penalty.decimal());
         out.extend_from_slice(b",\"total\":");
-        json::amount(out, o.total);
+        json::amount(out, o.total.decimal());
         out.extend_from_slice(b"},\"overdue\":{\"principal\":");
-        json::amount(out, self.overdue.principal);
+        json::amount(out, self.overdue.principal.decimal());
         out.extend_from_slice(b",\"interest\":");
-        json::amount(out, self.overdue.interest);
+        json::amount(out, self.overdue.interest.decimal());
         out.extend_from_slice(b"},\"paid\":{\"principal\":");
-        json::amount(out, self.paid.principal);
+        json::amount(out, self.paid.principal.decimal());
         out.extend_from_slice(b",\"interest\":");
-        json::amount(out, self.paid.interest);
+        json::amount(out, self.paid.interest.decimal());
         out.extend_from_slice(b",\"penalty\":");
-        json::amount(out, self.paid.penalty);
+        json::amount(out, self.paid.penalty.decimal());
         out.extend_from_slice(b"},\"waived\":{\"penalty\":");
-        json::amount(out, self.waived.penalty);
+        json::amount(out, self.waived.penalty.decimal());
         out.extend_from_slice(b",\"interest\":");
-        json::amount(out, self.waived.interest);
+        json::amount(out, self.waived.interest.decimal());
         out.extend_from_slice(b"},\"penalty_accrued\":");
-        json::amount(out, self.penalty_accrued);
+        json::amount(out, self.penalty_accrued.decimal());
         out.extend_from_slice(b",\"overpaid\":");
-        json::amount(out, self.overpaid);
+        json::amount(out, self.overpaid.decimal());
         out.extend_from_slice(b",\"days_past_due\":");
         json::int(out, self.days_past_due);
         out.extend_from_slice(b",\"stage\":");
@@ -248,13 +228,13 @@ impl Projection {
             out.extend_from_slice(b",\"due_on\":");
             json::date(out, i.due_on);
             out.extend_from_slice(b",\"principal\":");
-            json::amount(out, i.principal);
+            json::amount(out, i.principal.decimal());
             out.extend_from_slice(b",\"interest\":");
-            json::amount(out, i.interest);
+            json::amount(out, i.interest.decimal());
             out.extend_from_slice(b",\"paid_principal\":");
-            json::amount(out, i.paid_principal);
+            json::amount(out, i.paid_principal.decimal());
             out.extend_from_slice(b",\"paid_interest\":");
-            json::amount(out, i.paid_interest);
+            json::amount(out, i.paid_interest.decimal());
             out.extend_from_slice(b",\"status\":");
             json::string(out, i.status.as_str());
             out.push(b'}');
@@ -277,9 +257,9 @@ impl Projection {
             out.extend_from_slice(b",\"on\":");
             json::date(out, p.on);
             out.extend_from_slice(b",\"amount\":");
-            json::amount(out, p.amount);
+            json::amount(out, p.amount.decimal());
             out.extend_from_slice(b",\"paid\":");
-            json::amount(out, p.paid);
+            json::amount(out, p.paid.decimal());
             out.extend_from_slice(b",\"status\":");
             json::string(out, p.status.as_str());
             out.push(b'}');
@@ -346,10 +326,10 @@ pub fn project(
         installments.push(InstallmentView {
             n: i.n,
             due_on: i.due_on,
-            principal: i.principal,
-            interest: i.interest,
-            paid_principal: i.paid_principal,
-            paid_interest: i.paid_interest,
+            principal: Money::new(i.principal),
+            interest: Money::new(i.interest),
+            paid_principal: Money::new(i.paid_principal),
+            paid_interest: Money::new(i.paid_interest),
             status,
         });
     }
@@ -396,26 +376,26 @@ pub fn project(
         currency: loan.currency.clone(),
         status: if settled { "settled" } else { "active" },
         outstanding: Outstanding {
-            principal: outstanding_principal,
-            interest: outstanding_interest,
-            penalty: outstanding_penalty,
-            total: outstanding_principal + outstanding_interest + outstanding_penalty,
+            principal: Money::new(outstanding_principal),
+            interest: Money::new(outstanding_interest),
+            penalty: Money::new(outstanding_penalty),
+            total: Money::new(outstanding_principal + outstanding_interest + outstanding_penalty),
         },
         overdue: Overdue {
-            principal: overdue_principal,
-            interest: overdue_interest,
+            principal: Money::new(overdue_principal),
+            interest: Money::new(overdue_interest),
         },
         paid: Paid {
-            principal: paid_principal,
-            interest: paid_interest,
-            penalty: loan.penalty.paid,
+            principal: Money::new(paid_principal),
+            interest: Money::new(paid_interest),
+            penalty: Money::new(loan.penalty.paid),
         },
         waived: Waived {
-            penalty: loan.penalty.waived,
-            interest: loan.waived_interest,
+            penalty: Money::new(loan.penalty.waived),
+            interest: Money::new(loan.waived_interest),
         },
-        penalty_accrued,
-        overpaid: loan.overpaid,
+        penalty_accrued: Money::new(penalty_accrued),
+        overpaid: Money::new(loan.overpaid),
         days_past_due: dpd,
         stage,
         class: stage::class(dpd, extended, settled),
@@ -427,8 +407,8 @@ pub fn project(
         promise: loan.promise_at(as_of).map(|p| PromiseView {
             made_on: p.made_on,
             on: p.on,
-            amount: p.amount,
-            paid: p.paid,
+            amount: Money::new(p.amount),
+            paid: Money::new(p.paid),
             status: p.status_at(as_of),
         }),
     }

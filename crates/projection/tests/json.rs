@@ -3,6 +3,7 @@
 //! streams (`model.rs`).
 
 use arrears_core::id::LoanId;
+use arrears_core::money::Money;
 use arrears_core::Date;
 use arrears_projection::fold::PromiseStatus;
 use arrears_projection::view::*;
@@ -25,8 +26,8 @@ fn check(p: &Projection) {
     assert_eq!(&s[1..], want.as_bytes());
 }
 
-fn d(s: &str) -> Decimal {
-    s.parse().unwrap()
+fn d(s: &str) -> Money {
+    Money::new(s.parse().unwrap())
 }
 
 fn base() -> Projection {
@@ -96,16 +97,16 @@ fn spec_example_bytes() {
 fn amounts_with_zero_one_two_decimals_and_large() {
     let mut p = base();
     // Decimals as the fold may leave them: scale 0, 1 or 2 (serialised with two decimals).
-    p.outstanding.principal = Decimal::new(5, 0);
-    p.outstanding.interest = Decimal::new(76, 1);
-    p.outstanding.penalty = Decimal::new(5, 2);
-    p.outstanding.total = Decimal::ZERO;
+    p.outstanding.principal = Money::new(Decimal::new(5, 0));
+    p.outstanding.interest = Money::new(Decimal::new(76, 1));
+    p.outstanding.penalty = Money::new(Decimal::new(5, 2));
+    p.outstanding.total = Money::new(Decimal::ZERO);
     p.paid.principal = d("9999999999999999.99");
     p.paid.interest = d("370000000000000000.00");
     p.paid.penalty = d("0.1");
     p.penalty_accrued = d("123456789012345678901234.5");
-    p.overpaid = d("0.001");
-    p.waived.interest = d("0.005");
+    p.overpaid = d("-0.01");
+    p.waived.interest = Money::new(Decimal::from_parts(u32::MAX, u32::MAX, u32::MAX, false, 2));
     check(&p);
     let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
     assert_eq!(v["outstanding"]["principal"], "5.00");
@@ -198,20 +199,16 @@ fn every_enum_variant_and_empty_lists() {
     check(&p);
 }
 
-fn decimal() -> impl Strategy<Value = Decimal> {
+fn decimal() -> impl Strategy<Value = Money> {
     prop_oneof![
         // Cents as the ledger holds them.
-        (0i64..100_000_000_000).prop_map(|c| Decimal::new(c, 2)),
-        // Any sign, mantissa and scale (zero and negative zero included).
-        (
-            any::<u32>(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<bool>(),
-            0u32..=28
-        )
-            .prop_map(|(lo, mid, hi, neg, scale)| Decimal::from_parts(lo, mid, hi, neg, scale)),
-        (0i64..1000, 0u32..4).prop_map(|(m, s)| Decimal::new(m, s)),
+        (0i64..100_000_000_000).prop_map(Money::from_cents),
+        // Any sign and 96-bit mantissa at scale 2 (zero and negative zero included).
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>())
+            .prop_map(|(lo, mid, hi, neg)| Money::new(Decimal::from_parts(lo, mid, hi, neg, 2))),
+        // Scale 0, 1 or 2 as the fold may leave a sum: `Money::new` rescales to cents.
+        (any::<u32>(), any::<u32>(), any::<bool>(), 0u32..=2)
+            .prop_map(|(lo, mid, neg, s)| Money::new(Decimal::from_parts(lo, mid, 0, neg, s))),
     ]
 }
 

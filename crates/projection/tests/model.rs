@@ -241,25 +241,27 @@ fn build(spec: &Spec, policy: &Policy) -> Vec<Event> {
                     0 => None,
                     1 => Some(Waiver::All),
                     _ => Some(Waiver::Amount(Money::round(
-                        p.outstanding.penalty / Decimal::TWO,
+                        p.outstanding.penalty.decimal() / Decimal::TWO,
                     ))),
                 };
                 let wi = (waive_interest_pct > 0).then(|| {
                     Money::round(
-                        p.outstanding.interest * Decimal::from(waive_interest_pct)
+                        p.outstanding.interest.decimal() * Decimal::from(waive_interest_pct)
                             / Decimal::from(4),
                     )
                 });
                 let reschedule = match plan {
                     None => Reschedule::NewDueOn(plus(day, push_days)),
                     Some((parts, spacing)) => {
-                        let each = round_cents(p.outstanding.principal / Decimal::from(parts));
+                        let each =
+                            round_cents(p.outstanding.principal.decimal() / Decimal::from(parts));
                         Reschedule::Restructure(
                             (1..=parts)
                                 .map(|j| PlanInstallment {
                                     due_on: plus(day, spacing * j),
                                     principal: Money::round(if j == parts {
-                                        p.outstanding.principal - each * Decimal::from(parts - 1)
+                                        p.outstanding.principal.decimal()
+                                            - each * Decimal::from(parts - 1)
                                     } else {
                                         each
                                     }),
@@ -475,11 +477,11 @@ proptest! {
             let reported = p.status != "settled"
                 && p.days_past_due > g
                 && {
-                    let over: Decimal = p.installments.iter()
+                    let over: Money = p.installments.iter()
                         .filter(|i| i.due_on < m.on && i.due_on.days_until(m.on) > g)
                         .map(|i| i.principal + i.interest - i.paid_principal - i.paid_interest)
                         .sum();
-                    over > policy.credit_report.tolerance
+                    over.decimal() > policy.credit_report.tolerance
                 };
             prop_assert_eq!(m.status.is_ascii_digit(), reported, "{:?} {}", m, p.to_json());
             if reported {
