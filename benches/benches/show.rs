@@ -36,7 +36,7 @@ fn show(c: &mut Criterion) {
         b.iter(|| {
             let ledger = Ledger::open_sled(&store, Policy::default()).unwrap();
             let p = ledger.show(loan, as_of, None).unwrap();
-            assert_eq!(p.version, 200);
+            assert_eq!(p.version.get(), 200);
             p.to_json()
         })
     });

@@ -271,7 +271,7 @@ impl ProjectionCols {
                 "version" => {
                     let mut b = Int64Builder::with_capacity(n);
                     for r in &rows {
-                        b.append_value(r.projection.version as i64);
+                        b.append_value(r.projection.version.get() as i64);
                     }
                     Arc::new(b.finish())
                 }

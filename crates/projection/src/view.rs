@@ -1,6 +1,6 @@
 //! The SPEC §7 projection object, computed from a folded [`Loan`] at an as-of date.
 
-use arrears_core::id::LoanId;
+use arrears_core::id::{LoanId, Seq};
 use arrears_core::money::Money;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
@@ -107,7 +107,7 @@ pub struct Projection {
     pub as_of: Date,
     #[serde(serialize_with = "ts")]
     pub known_at: Option<Timestamp>,
-    pub version: u64,
+    pub version: Seq,
     pub policy: String,
     pub currency: String,
     pub status: &'static str,
@@ -172,7 +172,7 @@ impl Projection {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"version\":");
-        json::uint(out, self.version);
+        json::uint(out, self.version.get());
         out.extend_from_slice(b",\"policy\":");
         json::string(out, &self.policy);
         out.extend_from_slice(b",\"currency\":");
@@ -371,7 +371,7 @@ pub fn project(
         loan_id: loan.loan_id,
         as_of,
         known_at,
-        version: loan.version.get(),
+        version: loan.version,
         policy: policy.name.clone(),
         currency: loan.currency.clone(),
         status: if settled { "settled" } else { "active" },

@@ -2,7 +2,7 @@
 //! `Serialize` derive: on arbitrary field values (here) and on projections of random event
 //! streams (`model.rs`).
 
-use arrears_core::id::LoanId;
+use arrears_core::id::{LoanId, Seq};
 use arrears_core::money::Money;
 use arrears_core::Date;
 use arrears_projection::fold::PromiseStatus;
@@ -35,7 +35,7 @@ fn base() -> Projection {
         loan_id: LoanId::from(Uuid::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677)),
         as_of: Date::from_ymd(2024, 2, 10).unwrap(),
         known_at: None,
-        version: 1,
+        version: Seq(1),
         policy: "default-v1".into(),
         currency: "CNY".into(),
         status: "active",
@@ -191,7 +191,7 @@ fn every_enum_variant_and_empty_lists() {
     ];
     p.broken_promise = true;
     p.status = "settled";
-    p.version = u64::MAX;
+    p.version = Seq(u64::MAX);
     p.extensions = u32::MAX;
     p.days_past_due = i64::MIN;
     check(&p);
@@ -304,7 +304,7 @@ fn projection() -> impl Strategy<Value = Projection> {
                 loan_id: LoanId::from(Uuid::from_u128(id)),
                 as_of,
                 known_at: known.and_then(|(secs, nanos)| Utc.timestamp_opt(secs, nanos).single()),
-                version,
+                version: Seq(version),
                 policy,
                 currency,
                 status: if settled { "settled" } else { "active" },
