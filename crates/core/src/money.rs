@@ -175,6 +175,11 @@ impl Money {
         if d.scale() == 2 {
             return Money(d);
         }
+        if d.is_zero() {
+            // The sums the fold and the view start from (`Decimal::ZERO`, scale 0): what
+            // `rescale(2)` gives (the sign kept), without its loop.
+            return Money(Decimal::from_parts(0, 0, 0, d.is_sign_negative(), 2));
+        }
         let mut m = d;
         m.rescale(2);
         debug_assert_eq!(m, d, "{d} is not a whole number of cents");
@@ -345,6 +350,23 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn new_gives_what_rescale_gives_for_zeros() {
+        for z in [
+            Decimal::ZERO,
+            Decimal::from_parts(0, 0, 0, true, 0),
+            d("0.0"),
+            Decimal::from_parts(0, 0, 0, true, 1),
+            d("0.00"),
+        ] {
+            let mut want = z;
+            want.rescale(2);
+            let got = Money::new(z).decimal();
+            assert_eq!(got.serialize(), want.serialize(), "{z:?}");
+        }
+        assert_eq!(Money::new(Decimal::ZERO).to_string(), "0.00");
     }
 
     #[test]
