@@ -1,6 +1,8 @@
 //! A stored chunk (any encoding byte, any header, any bodies; encoding 4's flags, elided ids and
-//! LZ4 block too) must decode or be refused with a reason, never panic; a decoded chunk
-//! re-encodes (as encoding 4) to one that decodes to the same events and names the same head.
+//! LZ4 block too) must decode or be refused with a reason, never panic; a decoded chunk whose
+//! events are one loan's hash chain (what encoding 4 elides, and what `upgrade` checks before
+//! re-encoding an old chunk) re-encodes (as encoding 4) to one that decodes to the same events
+//! and names the same head. Old encodings 1–2 hold any events, chained or not.
 #![no_main]
 use arrears_store::chunk;
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let head = chunk::header(data);
     let _ = chunk::events_len(data);
     if let Ok(events) = chunk::decode(data) {
-        if !events.is_empty() {
+        let chained = events.windows(2).all(|w| {
+            w[1].loan_id == w[0].loan_id && w[1].prev_hash == w[0].hash
+        });
+        if !events.is_empty() && chained {
             let bytes = chunk::encode(&events);
             assert_eq!(chunk::decode(&bytes).expect("re-encoded"), events);
             let last = chunk::head_of(events.last().expect("not empty"));
