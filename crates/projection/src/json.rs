@@ -83,6 +83,44 @@ pub fn int(out: &mut Vec<u8>, v: i64) {
 /// An amount as a JSON string with two decimals: the bytes of `amount_str::serialize`
 /// (`rescale(2)`, then `Decimal`'s `Display`, which writes a `-` for any negative sign bit).
 pub fn amount(out: &mut Vec<u8>, d: Decimal) {
+    // The common case, every amount the ledger computes: scale 2 and a mantissa that fits a u64.
+    // The quoted string is built right to left in one stack buffer and appended at once.
+    if d.scale() == 2 {
+        if let Ok(m) = u64::try_from(d.mantissa().unsigned_abs()) {
+            // '"' + '-' + 18 integer digits at most (u64 / 100 < 10^18) + '.' + 2 + '"'
+            let mut buf = [0u8; 24];
+            let mut i = buf.len() - 1;
+            buf[i] = b'"';
+            let r = (m % 100) as usize * 2;
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+            i -= 1;
+            buf[i] = b'.';
+            let mut w = m / 100;
+            while w >= 100 {
+                let r = (w % 100) as usize * 2;
+                w /= 100;
+                i -= 2;
+                buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+            }
+            if w >= 10 {
+                let r = w as usize * 2;
+                i -= 2;
+                buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+            } else {
+                i -= 1;
+                buf[i] = b'0' + w as u8;
+            }
+            if d.is_sign_negative() {
+                i -= 1;
+                buf[i] = b'-';
+            }
+            i -= 1;
+            buf[i] = b'"';
+            out.extend_from_slice(&buf[i..]);
+            return;
+        }
+    }
     let mut d = d;
     if d.scale() != 2 {
         d.rescale(2);
