@@ -25,23 +25,11 @@ const PAIRS: &[u8; 200] = b"\
 /// Room for the digits of any `u128` (39).
 const DIGITS: usize = 40;
 
-/// Digits of `v` into the end of `buf`, left-padded with zeros to at least `min` digits
-/// (`min` ≤ 40); the index of the first digit.
+/// The decimal digits of `w` (at least one: "0" for zero) written right to left so that they
+/// end just before `buf[end]`; the index of the first digit. Two digits per division.
 #[inline]
-fn digits(buf: &mut [u8; DIGITS], v: u128, min: usize) -> usize {
-    let mut i = DIGITS;
-    // Decimal mantissas reach 96 bits; most values fit a u64, whose division is far cheaper.
-    let mut w = if v > u64::MAX as u128 {
-        let mut v = v;
-        while v > u64::MAX as u128 {
-            i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        v as u64
-    } else {
-        v as u64
-    };
+fn u64_digits(buf: &mut [u8], end: usize, mut w: u64) -> usize {
+    let mut i = end;
     while w >= 100 {
         let r = (w % 100) as usize * 2;
         w /= 100;
@@ -52,10 +40,33 @@ fn digits(buf: &mut [u8; DIGITS], v: u128, min: usize) -> usize {
         let r = w as usize * 2;
         i -= 2;
         buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
-    } else if w > 0 {
+    } else {
         i -= 1;
         buf[i] = b'0' + w as u8;
     }
+    i
+}
+
+/// Digits of `v` into the end of `buf`, left-padded with zeros to at least `min` digits
+/// (`min` ≤ 40); the index of the first digit.
+#[inline]
+fn digits(buf: &mut [u8; DIGITS], v: u128, min: usize) -> usize {
+    let mut i = DIGITS;
+    // Decimal mantissas reach 96 bits; most values fit a u64, whose division is far cheaper.
+    let w = if v > u64::MAX as u128 {
+        let mut v = v;
+        while v > u64::MAX as u128 {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        v as u64
+    } else {
+        v as u64
+    };
+    // Every caller asks for at least one digit, so a zero written here is a pad it needed.
+    debug_assert!(min >= 1);
+    i = u64_digits(buf, i, w);
     while DIGITS - i < min {
         i -= 1;
         buf[i] = b'0';
@@ -96,21 +107,7 @@ pub fn amount(out: &mut Vec<u8>, d: Decimal) {
             buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
             i -= 1;
             buf[i] = b'.';
-            let mut w = m / 100;
-            while w >= 100 {
-                let r = (w % 100) as usize * 2;
-                w /= 100;
-                i -= 2;
-                buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
-            }
-            if w >= 10 {
-                let r = w as usize * 2;
-                i -= 2;
-                buf[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
-            } else {
-                i -= 1;
-                buf[i] = b'0' + w as u8;
-            }
+            i = u64_digits(&mut buf, i, m / 100);
             if d.is_sign_negative() {
                 i -= 1;
                 buf[i] = b'-';
