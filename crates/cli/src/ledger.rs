@@ -438,12 +438,12 @@ impl Ledger {
 
     /// The number of loans in the store.
     pub fn loan_count(&self) -> Result<u64, Failure> {
-        Ok(self.store.heads()?.len() as u64)
+        Ok(self.store.head_seqs()?.len() as u64)
     }
 
     /// The first loan id in the store, if any (for hints).
     pub fn first_loan(&self) -> Result<Option<Uuid>, Failure> {
-        Ok(self.store.heads()?.first().map(|h| h.0))
+        Ok(self.store.head_seqs()?.first().map(|h| h.0))
     }
 
     /// Replay every loan to `as_of`, calling `emit` with each projection (and its JSON line when
@@ -472,21 +472,21 @@ impl Ledger {
                     (|| {
                         // Heads and snapshots are both in loan_id order: merge them in one pass
                         // each, with no per-loan lookups. Snapshots are decoded by the workers.
-                        let heads = self.store.heads()?;
+                        let heads = self.store.head_seqs()?;
                         let mut next = 0;
                         self.store.for_each_snapshot(&mut |loan, snap| {
                             while next < heads.len() && heads[next].0 < loan {
-                                push(Work::Snap(heads[next].0, heads[next].1.seq, None))?;
+                                push(Work::Snap(heads[next].0, heads[next].1, None))?;
                                 next += 1;
                             }
                             if next < heads.len() && heads[next].0 == loan {
-                                push(Work::Snap(loan, heads[next].1.seq, Some(snap)))?;
+                                push(Work::Snap(loan, heads[next].1, Some(snap)))?;
                                 next += 1;
                             }
                             Ok(())
                         })?;
-                        for (loan, head) in &heads[next..] {
-                            push(Work::Snap(*loan, head.seq, None))?;
+                        for (loan, seq) in &heads[next..] {
+                            push(Work::Snap(*loan, *seq, None))?;
                         }
                         Ok(())
                     })()

@@ -121,6 +121,17 @@ pub trait Backend: Send + Sync {
         &self,
         f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// Every loan's head seq, in `loan_id` order: what reprojection needs to tell a current
+    /// snapshot from a stale one. The default reads [`Backend::scan_heads`]; a backend that can
+    /// answer without reading the streams (sled: from the log) should.
+    fn head_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_heads(&mut |l, h| {
+            out.push((l, h.seq));
+            Ok(())
+        })?;
+        Ok(out)
+    }
     /// Which loan and seq hold `event_id`, if any store does.
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError>;
     /// [`Backend::locate`] for many ids, answers in the order of `ids`.
@@ -183,6 +194,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
         f: &mut dyn FnMut(Uuid, Head) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         (**self).scan_heads(f)
+    }
+    fn head_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        (**self).head_seqs()
     }
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError> {
         (**self).locate(event_id)

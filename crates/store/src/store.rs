@@ -428,6 +428,12 @@ impl<B: Backend> Store<B> {
         Ok(out)
     }
 
+    /// Every loan's head seq, in `loan_id` order ([`Backend::head_seqs`]: sled answers from the
+    /// log without reading a segment).
+    pub fn head_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        self.backend.head_seqs()
+    }
+
     /// The stored event at `seq` of `loan`, if any.
     pub fn event_at(&self, loan: &Uuid, seq: u64) -> Result<Option<Event>, StoreError> {
         let raw = self.backend.read_stream(loan)?;

@@ -208,6 +208,7 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
         .map(|(l, h)| (*l, h.seq))
         .collect();
     assert_eq!(heads, vec![(other, 1), (loan(), 4)]);
+    assert_eq!(s.head_seqs().unwrap(), heads);
     assert_eq!(s.verify().unwrap(), None);
     let d = s.digest().unwrap();
     assert!(d.starts_with("5-"), "{d}");
@@ -600,10 +601,15 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
     assert_eq!(e.index(), Some(2000), "{e:?}");
     assert_eq!(s.log_len().unwrap(), 0);
     assert!(s.heads().unwrap().is_empty());
+    assert!(s.head_seqs().unwrap().is_empty());
     let out = s.append(batch, &mut OpenGate, store_now()).unwrap();
     assert_eq!(out.len(), 2000);
     assert_eq!(s.log_len().unwrap(), 2000);
     assert_eq!(s.heads().unwrap().len(), 400);
+    assert_eq!(
+        s.head_seqs().unwrap(),
+        loans.iter().map(|l| (*l, 5)).collect::<Vec<_>>()
+    );
     assert_eq!(s.stream(loans[399], None).unwrap().len(), 5);
     assert_eq!(s.verify().unwrap(), None);
     // Appending it again: every event is already stored.
