@@ -199,6 +199,7 @@ struct Reader<'a>(&'a [u8]);
 type Decoded<T> = Result<T, SnapshotError>;
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn byte(&mut self, field: &'static str) -> Decoded<u8> {
         let (&b, rest) = self
             .0
@@ -214,9 +215,50 @@ impl<'a> Reader<'a> {
             _ => Err(SnapshotError::Invalid(field)),
         }
     }
-    fn uint(&mut self, field: &'static str, bits: u32) -> Decoded<u128> {
-        let mut x: u128 = 0;
+    /// A varint of at most `bits` bits (≤ 63: every count, date and seq). Inlined, so the
+    /// checks against the constant `bits` fold away.
+    #[inline(always)]
+    fn small(&mut self, field: &'static str, bits: u32) -> Decoded<u64> {
+        debug_assert!((7..=63).contains(&bits));
+        let mut x: u64 = 0;
         let mut shift = 0u32;
+        loop {
+            let b = self.byte(field)?;
+            if shift >= bits {
+                return Err(SnapshotError::Invalid(field));
+            }
+            x |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        if x >> bits != 0 {
+            return Err(SnapshotError::Invalid(field));
+        }
+        Ok(x)
+    }
+    /// A varint of at most `bits` bits, up to 128 (a decimal's 96-bit mantissa).
+    fn uint(&mut self, field: &'static str, bits: u32) -> Decoded<u128> {
+        // The first nine bytes (63 bits: any amount below 2^63 minor units) in u64; a longer
+        // varint carries on in u128.
+        let mut x: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.byte(field)?;
+            if shift >= bits {
+                return Err(SnapshotError::Invalid(field));
+            }
+            x |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(x as u128);
+            }
+            shift += 7;
+            if shift == 63 {
+                break;
+            }
+        }
+        let mut x = x as u128;
         loop {
             let b = self.byte(field)?;
             if shift >= bits {
@@ -240,22 +282,24 @@ impl<'a> Reader<'a> {
         self.u64(field).map(Seq)
     }
     fn u32(&mut self, field: &'static str) -> Decoded<u32> {
-        Ok(self.uint(field, 32)? as u32)
+        Ok(self.small(field, 32)? as u32)
     }
     /// A list length, bounded by the bytes left (every item takes at least one byte).
     fn len(&mut self, field: &'static str) -> Decoded<usize> {
-        let n = self.uint(field, 32)? as usize;
+        let n = self.small(field, 32)? as usize;
         if n > self.0.len() {
             return Err(SnapshotError::Truncated(field));
         }
         Ok(n)
     }
+    #[inline(always)]
     fn date(&mut self, field: &'static str) -> Decoded<Date> {
-        let n = self.uint(field, 31)? as i32;
+        let n = self.small(field, 31)? as i32;
         from_days_from_ce(n)
             .map(Date::new)
             .ok_or(SnapshotError::Invalid(field))
     }
+    #[inline(always)]
     fn dec(&mut self, field: &'static str) -> Decoded<Decimal> {
         let head = self.byte(field)?;
         let (negative, scale) = (head & 0x80 != 0, (head & 0x7f) as u32);
