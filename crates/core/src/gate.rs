@@ -17,6 +17,12 @@ pub trait Gate {
     /// between calls must key it on the history it was given (e.g. the last event's hash), not
     /// only on the loan or the seq.
     fn check(&mut self, history: &[Event], candidate: &Event) -> Result<(), Self::Rejection>;
+
+    /// A gate judging as this one does, for other loans on another thread: the store checks
+    /// the loans of a batch in parallel, each loan's candidates in order on one fork.
+    fn fork(&self) -> Self
+    where
+        Self: Sized;
 }
 
 /// A gate that accepts everything (for tests of the store itself).
@@ -26,5 +32,8 @@ impl Gate for OpenGate {
     type Rejection = std::convert::Infallible;
     fn check(&mut self, _: &[Event], _: &Event) -> Result<(), Self::Rejection> {
         Ok(())
+    }
+    fn fork(&self) -> Self {
+        OpenGate
     }
 }

@@ -118,21 +118,25 @@ impl Installment {
     /// Record the end-of-day state for `day` (events arrive in date order, so `day` is never
     /// before the last entry).
     fn record(&mut self, day: Date, compound: bool) {
-        let unpaid = self.is_unpaid();
+        // `is_unpaid`, `unpaid_principal` and `unpaid_interest`, each computed once.
+        let positive = |d: &Decimal| !d.is_zero() && d.is_sign_positive();
+        let (owed_principal, owed_interest) = (self.unpaid_principal(), self.unpaid_interest());
+        let unpaid = !self.removed && (positive(&owed_principal) || positive(&owed_interest));
+        debug_assert_eq!(unpaid, self.is_unpaid());
         if !unpaid && self.paid_on.is_none() && !self.removed {
             self.paid_on = Some(day);
         }
         let base = if self.removed {
             Decimal::ZERO
         } else if compound {
-            self.unpaid_principal() + self.unpaid_interest()
+            owed_principal + owed_interest
         } else {
-            self.unpaid_principal()
+            owed_principal
         };
         let (principal, interest, paid_interest) = if self.removed {
             (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
         } else {
-            (self.unpaid_principal(), self.interest, self.paid_interest)
+            (owed_principal, self.interest, self.paid_interest)
         };
         let st = DayState {
             from: day,

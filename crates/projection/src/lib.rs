@@ -167,4 +167,7 @@ impl Gate for DecideGate<'_> {
             self.cache.remove(&candidate.loan_id);
         })
     }
+    fn fork(&self) -> Self {
+        DecideGate::new(self.policy)
+    }
 }

@@ -91,8 +91,9 @@ impl SealedBatch {
 /// server can store the first events while the client seals the rest. Nothing is visible until
 /// [`StreamingCommit::commit`]; dropping it instead rolls everything back.
 pub trait StreamingCommit {
-    /// The batch's next new event, as soon as it is sealed and accepted by the gate, and its
-    /// length-prefixed codec body ([`crate::chunk::encode_event`]).
+    /// A new event of the batch, as soon as it is sealed and accepted by the gate, and its
+    /// length-prefixed codec body ([`crate::chunk::encode_event`]). Loans are sealed in
+    /// parallel: each loan's events come in seq order, but loans interleave in any order.
     fn event(&mut self, ev: &Event, body: &[u8]) -> Result<(), StoreError>;
     /// Every new event was given, in order: write the rest of `batch` (the log) and commit it
     /// atomically, as [`Backend::commit`] would have. `batch` is the same events, sealed.
@@ -155,7 +156,10 @@ pub trait Backend: Send + Sync {
     /// Start a commit of a batch of about `events` new events that receives them while they
     /// are sealed ([`StreamingCommit`]), or None (the default) to be given the whole batch by
     /// [`Backend::commit`].
-    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+    fn begin(
+        &self,
+        events: usize,
+    ) -> Result<Option<Box<dyn StreamingCommit + Send + '_>>, StoreError> {
         let _ = events;
         Ok(None)
     }
@@ -216,7 +220,10 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn commit(&self, batch: &SealedBatch) -> Result<(), StoreError> {
         (**self).commit(batch)
     }
-    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+    fn begin(
+        &self,
+        events: usize,
+    ) -> Result<Option<Box<dyn StreamingCommit + Send + '_>>, StoreError> {
         (**self).begin(events)
     }
     fn sync(&self) -> Result<(), StoreError> {

@@ -701,7 +701,10 @@ impl Backend for PostgresBackend {
         log_and_commit(tx, batch.len() as i64, &batch.runs).map_err(|e| self.commit_err(e, batch))
     }
 
-    fn begin(&self, events: usize) -> Result<Option<Box<dyn StreamingCommit + '_>>, StoreError> {
+    fn begin(
+        &self,
+        events: usize,
+    ) -> Result<Option<Box<dyn StreamingCommit + Send + '_>>, StoreError> {
         // ARREARS_PG_STREAM_MIN overrides the threshold (benchmarks compare the two paths).
         let min = std::env::var("ARREARS_PG_STREAM_MIN")
             .ok()

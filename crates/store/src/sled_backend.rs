@@ -140,6 +140,9 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// A sled key and value to write.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 fn event_key(loan: &Uuid, seq: u64) -> Vec<u8> {
     key(b'e', &[loan.as_bytes(), &seq.to_be_bytes()])
 }
@@ -599,6 +602,58 @@ impl SledBackend {
         }
     }
 
+    /// The key and value of `l`'s last segment after this batch: its stored last segment with
+    /// the new events added while it has room, else a new segment. Raced when the stored head is
+    /// not the one the batch was sealed from.
+    fn next_segment(
+        &self,
+        l: &crate::backend::SealedLoan,
+    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        // The loan's last segment: its header is the stored head.
+        let last = self
+            .tree
+            .range(event_key(&l.loan, 0)..=event_key(&l.loan, u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        let stored_head = match &last {
+            Some((_, v)) => {
+                chunk::header(v)
+                    .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
+                    .ok_or_else(|| {
+                        self.corrupt(format!("loan {}", l.loan), "a segment without a header")
+                    })?
+                    .seq
+            }
+            None => 0,
+        };
+        if stored_head != l.prev_seq {
+            return Err(StoreError::Raced { loan: l.loan });
+        }
+        // Segments are cut by their events' bytes before compression (the new ones are
+        // counted with their ids and hashes, so a little early), bounding what an append
+        // rewrites and what a read decompresses.
+        let room = match &last {
+            Some((_, v)) => {
+                chunk::events_len(v).map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
+                    + l.bodies.len()
+                    <= SEGMENT_LIMIT
+            }
+            None => false,
+        };
+        Ok(match last {
+            Some((k, v)) if room => {
+                let seg = chunk::segment(Some(&v), &l.loan, &l.head, &l.bodies)
+                    .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?;
+                (k.to_vec(), seg)
+            }
+            _ => (
+                event_key(&l.loan, l.prev_seq + 1),
+                chunk::segment(None, &l.loan, &l.head, &l.bodies).expect("no old segment"),
+            ),
+        })
+    }
+
     fn format(&self) -> u32 {
         self.format.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -710,6 +765,15 @@ impl Backend for SledBackend {
             .values()
             .map(|v| v.map(RawChunk::new).map_err(|e| self.err(e)))
             .collect()
+    }
+
+    /// Each loan is its own sled range read, and sled reads from several threads at once: an
+    /// append of a batch touching thousands of loans reads them on every core.
+    fn read_streams(&self, loans: &[Uuid]) -> Result<Vec<RawStream>, StoreError> {
+        use rayon::prelude::*;
+        let read: Vec<Result<RawStream, StoreError>> =
+            loans.par_iter().map(|l| self.read_stream(l)).collect();
+        read.into_iter().collect()
     }
 
     fn scan_streams(
@@ -863,51 +927,20 @@ impl Backend for SledBackend {
         self.writable()?;
         let mut st = self.state();
         let mut b = sled::Batch::default();
-        for l in &batch.loans {
-            // The loan's last segment: its header is the stored head.
-            let last = self
-                .tree
-                .range(event_key(&l.loan, 0)..=event_key(&l.loan, u64::MAX))
-                .next_back()
-                .transpose()
-                .map_err(|e| self.err(e))?;
-            let stored_head = match &last {
-                Some((_, v)) => {
-                    chunk::header(v)
-                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
-                        .ok_or_else(|| {
-                            self.corrupt(format!("loan {}", l.loan), "a segment without a header")
-                        })?
-                        .seq
-                }
-                None => 0,
-            };
-            if stored_head != l.prev_seq {
-                return Err(StoreError::Raced { loan: l.loan });
-            }
-            // Segments are cut by their events' bytes before compression (the new ones are
-            // counted with their ids and hashes, so a little early), bounding what an append
-            // rewrites and what a read decompresses.
-            let room = match &last {
-                Some((_, v)) => {
-                    chunk::events_len(v)
-                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?
-                        + l.bodies.len()
-                        <= SEGMENT_LIMIT
-                }
-                None => false,
-            };
-            match last {
-                Some((k, v)) if room => {
-                    let seg = chunk::segment(Some(&v), &l.loan, &l.head, &l.bodies)
-                        .map_err(|why| self.corrupt(format!("loan {}", l.loan), why))?;
-                    b.insert(k, seg);
-                }
-                _ => b.insert(
-                    event_key(&l.loan, l.prev_seq + 1),
-                    chunk::segment(None, &l.loan, &l.head, &l.bodies).expect("no old segment"),
-                ),
-            }
+        // Each loan's new last segment (a sled read, then elision and LZ4) is built on every
+        // core; the batch is then filled in loan order, and the first failure in that order is
+        // the one reported.
+        let segments: Vec<Result<KeyValue, StoreError>> = {
+            use rayon::prelude::*;
+            batch
+                .loans
+                .par_iter()
+                .map(|l| self.next_segment(l))
+                .collect()
+        };
+        for seg in segments {
+            let (k, v) = seg?;
+            b.insert(k, v);
         }
         let pos = st.next_pos;
         b.insert(key(b'l', &[&pos.to_be_bytes()]), encode_runs(&batch.runs));

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use arrears_core::chain::{compute_hash, Digest32, GENESIS};
 use arrears_core::event::{fmt_timestamp, Event, NewEvent, Timestamp};
 use arrears_core::id::{EventId, Seq};
@@ -44,12 +46,54 @@ struct LoanWork {
     head_seq: u64,
     head_hash: Digest32,
     last_recorded_at: Option<Timestamp>,
-    /// The stored stream followed by the events accepted earlier in this batch.
+    /// The stored stream followed by this batch's new events (their hashes filled in by
+    /// [`LoanWork::seal`]).
     history: Vec<Event>,
     /// How many of `history` were stored before this batch.
     stored: usize,
-    /// The new events' length-prefixed codec bodies, encoded once as they are sealed.
+    /// The input index of each new event.
+    indices: Vec<usize>,
+    /// The new events' length-prefixed codec bodies, encoded once as they are sealed, and where
+    /// each starts (one more offset than events: the end).
     bodies: Vec<u8>,
+    body_at: Vec<usize>,
+}
+
+/// A gate's rejection of the event at an input index.
+type Refused<G> = (usize, <G as Gate>::Rejection);
+
+/// What the input event at one index became.
+enum Slot {
+    /// A new event: the loan and its position in that loan's history.
+    New(Uuid, usize),
+    /// An `event_id` already given earlier in this batch (loan, position).
+    Again(Uuid, usize),
+    /// An `event_id` already stored.
+    Stored(Box<Event>),
+}
+
+impl LoanWork {
+    /// Pass 2 of sealing one loan: chain, hash, check and encode its new events in seq order.
+    /// The first rejection stops it, with the event's input index.
+    fn seal<G: Gate>(&mut self, gate: &mut G) -> Option<(usize, G::Rejection)> {
+        let mut prev = self.head_hash;
+        self.body_at.clear();
+        self.body_at.push(0);
+        for (k, &index) in self.indices.iter().enumerate() {
+            let at = self.stored + k;
+            let ev = &mut self.history[at];
+            ev.prev_hash = prev;
+            ev.hash = compute_hash(ev);
+            prev = ev.hash;
+            if let Err(reason) = gate.check(&self.history[..at], &self.history[at]) {
+                return Some((index, reason));
+            }
+            chunk::encode_event(&self.history[at], &mut self.bodies);
+            self.body_at.push(self.bodies.len());
+        }
+        self.head_hash = prev;
+        None
+    }
 }
 
 /// "Identical" for a re-appended `event_id` (SPEC §8): same loan, type and body after defaults;
@@ -135,7 +179,7 @@ impl<B: Backend> Store<B> {
     /// past it), exactly as if the other writer had committed before this one started; a batch
     /// without one is simply appended after the other writer's events. The gate sees the batch
     /// again: it must judge each candidate by the history it is given (see [`Gate`]).
-    pub fn append<G: Gate>(
+    pub fn append<G: Gate + Sync>(
         &self,
         batch: Vec<NewEvent>,
         gate: &mut G,
@@ -156,7 +200,7 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    fn try_append<G: Gate>(
+    fn try_append<G: Gate + Sync>(
         &self,
         batch: &[NewEvent],
         gate: &mut G,
@@ -171,8 +215,6 @@ impl<B: Backend> Store<B> {
         let mut batch_ids: HashMap<Uuid, (Uuid, usize)> = HashMap::new();
         let mut runs: Vec<(Uuid, u64, u32)> = Vec::new();
         let mut ids: Vec<(Uuid, Uuid, u64)> = Vec::new();
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-
         // Read every touched loan at once (one round trip on a server backend), then look up,
         // also at once, the explicit event ids their own streams do not hold (new ids, or ids
         // reused under another loan).
@@ -187,12 +229,21 @@ impl<B: Backend> Store<B> {
                     last_recorded_at: None,
                     stored: 0,
                     history: Vec::new(),
+                    indices: Vec::new(),
                     bodies: Vec::new(),
+                    body_at: Vec::new(),
                 });
             }
         }
-        for (loan, raw) in touched.iter().zip(self.backend.read_streams(&touched)?) {
-            let history = self.decode(loan, &raw)?;
+        let raws = self.backend.read_streams(&touched)?;
+        let histories: Vec<Result<Vec<Event>, StoreError>> = touched
+            .par_iter()
+            .zip(raws.par_iter())
+            .map(|(loan, raw)| self.decode(loan, raw))
+            .collect();
+        drop(raws);
+        for (loan, history) in touched.iter().zip(histories) {
+            let history = history?;
             let last = history.last();
             let work = loans.get_mut(loan).expect("inserted above");
             work.head_seq = last.map_or(0, |e| e.seq.get());
@@ -217,131 +268,107 @@ impl<B: Backend> Store<B> {
             .filter_map(|(id, at)| at.map(|at| (*id, at)))
             .collect();
 
-        // A server backend may start storing the new events while the rest are sealed.
-        let mut streaming = self.backend.begin(batch.len())?;
+        // Sealing runs in two passes so that loans are hashed and checked on every core, with
+        // the outcome of sealing the events one by one in input order:
+        // 1. in input order: idempotency, the expected seq, recorded_at, the envelope (seq,
+        //    recorded_at, event_id). The first failure stops the pass at its index.
+        // 2. per loan, in parallel: prev_hash, hash, the gate, the codec body, each loan's events
+        //    in seq order (a loan's events depend only on its own earlier ones).
+        // The failure returned is the first by input index: pass 2 only sees events before pass
+        // 1's failure, so a rejection there comes first.
+        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
+        let mut failure: Option<AppendError<G::Rejection>> = None;
         for (index, new) in batch.iter().enumerate() {
-            if let Some(t) = new.recorded_at {
-                if t > latest_allowed {
-                    return Err(AppendError::RecordedAtInFuture {
-                        index,
-                        recorded_at: fmt_timestamp(&t),
-                        now: fmt_timestamp(&now),
-                    });
+            match self.envelope(
+                index,
+                new,
+                &mut loans,
+                &batch_ids,
+                &located,
+                now,
+                latest_allowed,
+            ) {
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+                Ok(Some(slot)) => slots.push(slot),
+                Ok(None) => {
+                    let loan = new.loan_id.uuid();
+                    let work = loans.get_mut(&loan).expect("loaded above");
+                    let ev = work.history.last().expect("just sealed");
+                    let seq = ev.seq.get();
+                    match runs.last_mut() {
+                        Some((l, first, n)) if *l == loan && *first + *n as u64 == seq => *n += 1,
+                        _ => runs.push((loan, seq, 1)),
+                    }
+                    if work.history.len() == work.stored + 1 {
+                        order.push(loan);
+                    }
+                    batch_ids.insert(ev.event_id.uuid(), (loan, work.history.len() - 1));
+                    ids.push((ev.event_id.uuid(), loan, seq));
+                    work.indices.push(index);
+                    slots.push(Slot::New(loan, work.history.len() - 1));
                 }
             }
-            if let Some(id) = new.event_id.map(EventId::uuid) {
-                // Idempotency: this batch, then the loan's own stream (read anyway), then any
-                // other loan (the backend's cross-loan lookup; rare).
-                let own = &loans[&new.loan_id.uuid()];
-                let existing = match batch_ids.get(&id) {
-                    Some((loan, i)) => Some(loans[loan].history[*i].clone()),
-                    None => match own.history[..own.stored]
-                        .iter()
-                        .find(|e| e.event_id.uuid() == id)
-                    {
-                        Some(e) => Some(e.clone()),
-                        None => match located.get(&id).copied() {
-                            Some((loan, seq)) => {
-                                Some(self.event_at(&loan, seq)?.ok_or_else(|| {
-                                    self.corrupt(
-                                        format!("event {id}"),
-                                        format!(
-                                            "located at loan {loan} seq {seq}, which is missing"
-                                        ),
-                                    )
-                                })?)
-                            }
-                            None => None,
-                        },
-                    },
-                };
-                if let Some(stored) = existing {
-                    same_content(&stored, new).map_err(|what| AppendError::EventIdReused {
-                        index,
-                        event_id: id,
-                        what,
-                    })?;
-                    out.push(Appended {
-                        event: stored,
-                        existed: true,
-                    });
-                    continue;
-                }
-            }
-            let work = loans.get_mut(&new.loan_id.uuid()).expect("loaded above");
-            let seq = work.head_seq + 1;
-            if let Some(expected) = new.seq.map(Seq::get) {
-                if expected != seq {
-                    return Err(AppendError::Conflict {
-                        index,
-                        loan: new.loan_id.uuid(),
-                        expected,
-                        head: work.head_seq,
-                    });
-                }
-            }
-            let recorded_at = match (new.recorded_at, work.last_recorded_at) {
-                (Some(t), Some(prev)) if t < prev => {
-                    return Err(AppendError::RecordedAtBeforePrevious {
-                        index,
-                        recorded_at: fmt_timestamp(&t),
-                        previous: fmt_timestamp(&prev),
-                    })
-                }
-                (Some(t), _) => t,
-                // The store's clock, but never behind the loan's last event: a clock step back
-                // must not make an append fail or the chain go backwards in time.
-                (None, Some(prev)) => now.max(prev),
-                (None, None) => now,
-            };
-            let event_id = new.event_id.map_or_else(
-                || {
-                    let ts = uuid::Timestamp::from_unix(
-                        uuid::NoContext,
-                        recorded_at.timestamp().max(0) as u64,
-                        recorded_at.timestamp_subsec_nanos(),
-                    );
-                    Uuid::new_v7(ts)
-                },
-                EventId::uuid,
-            );
-            let mut ev = Event {
-                event_id: EventId(event_id),
-                loan_id: new.loan_id,
-                seq: Seq(seq),
-                recorded_at,
-                body: new.body.clone(),
-                prev_hash: work.head_hash,
-                hash: GENESIS,
-            };
-            ev.hash = compute_hash(&ev);
-            gate.check(&work.history, &ev)
-                .map_err(|reason| AppendError::Rejected { index, reason })?;
-            match runs.last_mut() {
-                Some((l, first, n)) if *l == ev.loan_id.uuid() && *first + *n as u64 == seq => {
-                    *n += 1
-                }
-                _ => runs.push((ev.loan_id.uuid(), seq, 1)),
-            }
-            if work.history.len() == work.stored {
-                order.push(ev.loan_id.uuid());
-            }
-            work.head_seq = seq;
-            work.head_hash = ev.hash;
-            work.last_recorded_at = Some(recorded_at);
-            batch_ids.insert(event_id, (ev.loan_id.uuid(), work.history.len()));
-            ids.push((event_id, ev.loan_id.uuid(), seq));
-            let at = work.bodies.len();
-            chunk::encode_event(&ev, &mut work.bodies);
-            if let Some(s) = streaming.as_mut() {
-                s.event(&ev, &work.bodies[at..])?;
-            }
-            work.history.push(ev.clone());
-            out.push(Appended {
-                event: ev,
-                existed: false,
-            });
         }
+        // A server backend may store each loan's new events as soon as that loan is sealed (not
+        // when pass 1 failed: the batch fails whatever pass 2 finds).
+        let streaming = match failure {
+            None => self.backend.begin(batch.len())?.map(Mutex::new),
+            Some(_) => None,
+        };
+        let sealed_loans: Vec<Result<Option<Refused<G>>, StoreError>> = loans
+            .par_iter_mut()
+            .filter(|(_, w)| w.history.len() > w.stored)
+            .map_init(
+                || gate.fork(),
+                |g, (_, w)| {
+                    if let Some(rejected) = w.seal(g) {
+                        return Ok(Some(rejected));
+                    }
+                    if let Some(s) = &streaming {
+                        let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+                        for (k, ev) in w.history[w.stored..].iter().enumerate() {
+                            s.event(ev, &w.bodies[w.body_at[k]..w.body_at[k + 1]])?;
+                        }
+                    }
+                    Ok(None)
+                },
+            )
+            .collect();
+        let mut rejected: Option<Refused<G>> = None;
+        for r in sealed_loans {
+            if let Some((index, reason)) = r? {
+                if rejected.as_ref().is_none_or(|(first, _)| index < *first) {
+                    rejected = Some((index, reason));
+                }
+            }
+        }
+        if let Some((index, reason)) = rejected {
+            return Err(AppendError::Rejected { index, reason });
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+
+        let out: Vec<Appended> = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Stored(event) => Appended {
+                    event: *event,
+                    existed: true,
+                },
+                Slot::New(loan, at) => Appended {
+                    event: loans[&loan].history[at].clone(),
+                    existed: false,
+                },
+                Slot::Again(loan, at) => Appended {
+                    event: loans[&loan].history[at].clone(),
+                    existed: true,
+                },
+            })
+            .collect();
         let mut sealed = SealedBatch {
             loans: Vec::with_capacity(order.len()),
             runs,
@@ -364,13 +391,124 @@ impl<B: Backend> Store<B> {
         }
         sealed.assert_sealed();
         match streaming {
-            Some(s) => s.commit(&sealed)?,
+            Some(s) => s
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .commit(&sealed)?,
             None => self.backend.commit(&sealed)?,
         }
         drop(guard);
         // Durability outside the writer lock, so concurrent writers share one fsync.
         self.backend.sync()?;
         Ok(out)
+    }
+
+    /// Pass 1 of sealing for the event at `index`: None when it is new (its envelope, without
+    /// prev_hash and hash, is pushed on its loan's history), or the slot of the stored event
+    /// its `event_id` names.
+    #[allow(clippy::too_many_arguments)]
+    fn envelope<R: std::error::Error + 'static>(
+        &self,
+        index: usize,
+        new: &NewEvent,
+        loans: &mut HashMap<Uuid, LoanWork>,
+        batch_ids: &HashMap<Uuid, (Uuid, usize)>,
+        located: &HashMap<Uuid, (Uuid, u64)>,
+        now: Timestamp,
+        latest_allowed: Timestamp,
+    ) -> Result<Option<Slot>, AppendError<R>> {
+        if let Some(t) = new.recorded_at {
+            if t > latest_allowed {
+                return Err(AppendError::RecordedAtInFuture {
+                    index,
+                    recorded_at: fmt_timestamp(&t),
+                    now: fmt_timestamp(&now),
+                });
+            }
+        }
+        if let Some(id) = new.event_id.map(EventId::uuid) {
+            // Idempotency: this batch, then the loan's own stream (read anyway), then any
+            // other loan (the backend's cross-loan lookup; rare).
+            let reused = |stored: &Event| {
+                same_content(stored, new).map_err(|what| AppendError::EventIdReused {
+                    index,
+                    event_id: id,
+                    what,
+                })
+            };
+            if let Some(&(loan, at)) = batch_ids.get(&id) {
+                reused(&loans[&loan].history[at])?;
+                return Ok(Some(Slot::Again(loan, at)));
+            }
+            let own = &loans[&new.loan_id.uuid()];
+            if let Some(e) = own.history[..own.stored]
+                .iter()
+                .find(|e| e.event_id.uuid() == id)
+            {
+                reused(e)?;
+                return Ok(Some(Slot::Stored(Box::new(e.clone()))));
+            }
+            if let Some((loan, seq)) = located.get(&id).copied() {
+                let stored = self.event_at(&loan, seq)?.ok_or_else(|| {
+                    self.corrupt(
+                        format!("event {id}"),
+                        format!("located at loan {loan} seq {seq}, which is missing"),
+                    )
+                })?;
+                reused(&stored)?;
+                return Ok(Some(Slot::Stored(Box::new(stored))));
+            }
+        }
+        let work = loans.get_mut(&new.loan_id.uuid()).expect("loaded above");
+        let seq = work.head_seq + 1;
+        if let Some(expected) = new.seq.map(Seq::get) {
+            if expected != seq {
+                return Err(AppendError::Conflict {
+                    index,
+                    loan: new.loan_id.uuid(),
+                    expected,
+                    head: work.head_seq,
+                });
+            }
+        }
+        let recorded_at = match (new.recorded_at, work.last_recorded_at) {
+            (Some(t), Some(prev)) if t < prev => {
+                return Err(AppendError::RecordedAtBeforePrevious {
+                    index,
+                    recorded_at: fmt_timestamp(&t),
+                    previous: fmt_timestamp(&prev),
+                })
+            }
+            (Some(t), _) => t,
+            // The store's clock, but never behind the loan's last event: a clock step back
+            // must not make an append fail or the chain go backwards in time.
+            (None, Some(prev)) => now.max(prev),
+            (None, None) => now,
+        };
+        let event_id = new.event_id.map_or_else(
+            || {
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    recorded_at.timestamp().max(0) as u64,
+                    recorded_at.timestamp_subsec_nanos(),
+                );
+                Uuid::new_v7(ts)
+            },
+            EventId::uuid,
+        );
+        work.head_seq = seq;
+        work.last_recorded_at = Some(recorded_at);
+        work.history.push(Event {
+            event_id: EventId(event_id),
+            loan_id: new.loan_id,
+            seq: Seq(seq),
+            recorded_at,
+            body: new.body.clone(),
+            // Filled in by pass 2 ([`LoanWork::seal`]).
+            prev_hash: GENESIS,
+            hash: GENESIS,
+        });
+        Ok(None)
     }
 
     /// One loan's stream in `seq` order; with `known_at`, only events recorded at or before it

@@ -436,6 +436,9 @@ impl Gate for RejectAmount {
             _ => Ok(()),
         }
     }
+    fn fork(&self) -> Self {
+        RejectAmount(self.0)
+    }
 }
 
 fn a_batch_with_one_bad_event_writes_nothing<F: Fixture>() {
@@ -626,6 +629,74 @@ fn a_large_batch_is_all_or_nothing<F: Fixture>() {
     assert_eq!(s.log_len().unwrap(), 2000);
 }
 
+/// Loans are sealed in parallel, yet the failure reported is the first in input order, as if
+/// the events were sealed one by one: a gate rejection before a conflict, a conflict before a
+/// gate rejection. Over 1,000 events, so that PostgreSQL streams (`STREAM_MIN_EVENTS`) the
+/// loans sealed before the failure, which must not be stored either.
+fn the_first_failure_in_input_order_is_reported<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    let loans: Vec<Uuid> = (0..600).map(|i| Uuid::from_u128(0x7000 + i)).collect();
+    let pay_for = |l: Uuid, amount: &str, extra: &str| {
+        let mut p = event(&payment(LOAN, "2024-02-05", amount, extra));
+        p.loan_id = l.into();
+        p
+    };
+    let mut batch: Vec<NewEvent> = Vec::new();
+    for l in &loans {
+        batch.push(disbursed_for(*l));
+        batch.push(pay_for(*l, "10.00", ""));
+    }
+    // Index 1200: refused by the gate (a loan sealed late or early, whichever thread takes it).
+    let mut gate_first = batch.clone();
+    gate_first.push(pay_for(loans[450], "66.00", ""));
+    gate_first.push(pay_for(loans[3], "10.00", r#","seq":9"#));
+    let e = s
+        .append(gate_first, &mut RejectAmount("66.00"), store_now())
+        .unwrap_err();
+    assert!(
+        matches!(e, AppendError::Rejected { index: 1200, .. }),
+        "{e:?}"
+    );
+    // Index 1200: a conflict; the gate would refuse index 1201.
+    let mut conflict_first = batch.clone();
+    conflict_first.push(pay_for(loans[3], "10.00", r#","seq":9"#));
+    conflict_first.push(pay_for(loans[450], "66.00", ""));
+    let e = s
+        .append(conflict_first, &mut RejectAmount("66.00"), store_now())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AppendError::Conflict {
+                index: 1200,
+                expected: 9,
+                head: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A rejection early in one loan and late in another: the earlier is reported.
+    let mut two = batch.clone();
+    two[2 * 500 + 1] = pay_for(loans[500], "66.00", "");
+    two[2 * 10 + 1] = pay_for(loans[10], "66.00", "");
+    let e = s
+        .append(two, &mut RejectAmount("66.00"), store_now())
+        .unwrap_err();
+    assert!(
+        matches!(e, AppendError::Rejected { index: 21, .. }),
+        "{e:?}"
+    );
+    assert_eq!(s.log_len().unwrap(), 0);
+    assert!(s.head_seqs().unwrap().is_empty());
+    let out = s
+        .append(batch, &mut RejectAmount("66.00"), store_now())
+        .unwrap();
+    assert_eq!(out.len(), 1200);
+    assert_eq!(s.log_len().unwrap(), 1200);
+    assert_eq!(s.verify().unwrap(), None);
+}
+
 macro_rules! backend_suite {
     ($module:ident, $fixture:ty) => {
         mod $module {
@@ -665,6 +736,10 @@ macro_rules! backend_suite {
             #[test]
             fn tamper() {
                 tampering_is_detected::<$fixture>()
+            }
+            #[test]
+            fn first_failure_in_input_order() {
+                the_first_failure_in_input_order_is_reported::<$fixture>()
             }
             #[test]
             fn large_batch() {
