@@ -262,16 +262,14 @@ pub fn summary_table(sum: &Summary, elapsed: std::time::Duration) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "elapsed     {:>13.3}s  ({:.0} events/s)",
-        secs,
-        if secs > 0.0 {
-            sum.events as f64 / secs
-        } else {
-            0.0
-        }
-    );
+    let per_second = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    // From snapshots a loan's events are not read: the rate that means something is loans.
+    let rate = if sum.from_snapshots > 0 {
+        format!("{:.0} loans/s", per_second(sum.loans))
+    } else {
+        format!("{:.0} events/s", per_second(sum.events))
+    };
+    let _ = writeln!(s, "elapsed     {:>13.3}s  ({rate})", secs);
     s
 }
 
