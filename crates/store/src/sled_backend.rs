@@ -43,9 +43,12 @@ pub const FORMAT_APPENDABLE: u32 = 2;
 /// segment starts. Bounds the bytes rewritten per append (a micro-loan's whole life is usually
 /// well under it: ~100–300 bytes an event).
 pub const SEGMENT_LIMIT: usize = 16 * 1024;
-/// More fingerprint runs than this are merged into one by the next commit, so a lookup binary-
-/// searches at most this many sorted runs.
-pub const MAX_FP_RUNS: u32 = 32;
+/// More fingerprint runs than this are merged into one by the next commit. Lookups use the
+/// in-memory set, so the runs only cost the first cross-loan lookup's read of them; a merge holds
+/// every fingerprint twice over (the set, the merged run, its encoding, sled's copy) and rewrites
+/// them all. 1,024 runs (a batch each) keep a merge rare: with 32, a 1M-loan `append --batch
+/// 5000` merged 23 times, each a ~100 MB spike of resident memory (docs/benchmarks.md).
+pub const MAX_FP_RUNS: u32 = 1024;
 /// sled's page cache, in MiB, unless `ARREARS_CACHE_MB` says otherwise.
 pub const DEFAULT_CACHE_MB: u64 = 256;
 const TREE: &str = "arrears";
@@ -94,18 +97,98 @@ impl std::hash::Hasher for Identity {
     }
 }
 
-/// The fingerprint runs, loaded on first use: which runs are on disk, and every fingerprint in
-/// one hash set (≈10 bytes an event in memory; a lookup is one probe).
+/// The fingerprint runs, loaded on first use: which runs are on disk, and every fingerprint.
 #[derive(Default)]
 struct Fingerprints {
     /// Position keys of the runs on disk.
     runs: Vec<u64>,
-    set: std::collections::HashSet<u64, std::hash::BuildHasherDefault<Identity>>,
+    set: FpSet,
 }
 
 impl Fingerprints {
     fn contains(&self, fp: u64) -> bool {
-        self.set.contains(&fp)
+        self.set.contains(fp)
+    }
+}
+
+/// Every stored event-id fingerprint, in memory at about 8 bytes each: one sorted `Vec`, and
+/// the newest in a small hash set merged into it (in place, from the back) once it outgrows an
+/// eighth of it. A single hash set took 9–18 bytes a fingerprint, and twice that while it grew:
+/// at 3.67M events (a 1M-loan book) its resize alone was a ~110 MB spike of resident memory.
+/// A lookup searches the window of the sorted `Vec` that a uniform hash predicts (fingerprints
+/// are splitmix64 outputs), and the whole `Vec` when the window does not hold it.
+#[derive(Default)]
+struct FpSet {
+    sorted: Vec<u64>,
+    recent: std::collections::HashSet<u64, std::hash::BuildHasherDefault<Identity>>,
+}
+
+impl FpSet {
+    /// The recent set is merged once it holds more than this many, or an eighth of the sorted.
+    const MERGE_AT: usize = 1 << 16;
+
+    fn contains(&self, fp: u64) -> bool {
+        self.recent.contains(&fp) || Self::search(&self.sorted, fp)
+    }
+
+    fn search(v: &[u64], fp: u64) -> bool {
+        const WINDOW: usize = 4096;
+        let Some(&last) = v.last() else {
+            return false;
+        };
+        if fp > last {
+            return false;
+        }
+        let guess = ((fp as u128 * v.len() as u128) >> 64) as usize;
+        let (lo, hi) = (guess.saturating_sub(WINDOW), (guess + WINDOW).min(v.len()));
+        let within = if v[lo] <= fp && fp <= v[hi - 1] {
+            &v[lo..hi]
+        } else {
+            v
+        };
+        within.binary_search(&fp).is_ok()
+    }
+
+    fn extend(&mut self, fps: impl IntoIterator<Item = u64>) {
+        for fp in fps {
+            self.recent.insert(fp);
+            if self.recent.len() > Self::MERGE_AT.max(self.sorted.len() / 8) {
+                self.merge();
+            }
+        }
+    }
+
+    /// Move the recent set into the sorted `Vec`: grown by exactly what it takes, then merged
+    /// from the back, so no second copy of the sorted fingerprints is ever made.
+    fn merge(&mut self) {
+        let mut add: Vec<u64> = self.recent.drain().collect();
+        add.sort_unstable();
+        let old = self.sorted.len();
+        self.sorted.reserve_exact(add.len());
+        self.sorted.resize(old + add.len(), 0);
+        let (mut i, mut j, mut k) = (old, add.len(), old + add.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1] > add[j - 1] {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = add[j - 1];
+                j -= 1;
+            }
+        }
+        self.sorted.dedup();
+        debug_assert!(self.sorted.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Every fingerprint, sorted and without repeats.
+    fn all(&self) -> Vec<u64> {
+        let mut all = Vec::with_capacity(self.sorted.len() + self.recent.len());
+        all.extend_from_slice(&self.sorted);
+        all.extend(self.recent.iter().copied());
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 }
 
@@ -114,6 +197,8 @@ struct State {
     next_pos: u64,
     /// The number of `f` runs on disk.
     fp_runs: u32,
+    /// More runs than this are merged by the next commit ([`MAX_FP_RUNS`]; tests lower it).
+    fp_run_limit: u32,
     /// Loaded on the first cross-loan lookup or merge; kept current by commits afterwards.
     fps: Option<Fingerprints>,
 }
@@ -573,6 +658,7 @@ impl SledBackend {
             state: Mutex::new(State {
                 next_pos: 1,
                 fp_runs: 0,
+                fp_run_limit: MAX_FP_RUNS,
                 fps: None,
             }),
             _lock: lock,
@@ -589,6 +675,7 @@ impl SledBackend {
         *backend.state.get_mut().unwrap_or_else(|p| p.into_inner()) = State {
             next_pos,
             fp_runs,
+            fp_run_limit: MAX_FP_RUNS,
             fps: None,
         };
         Ok(backend)
@@ -689,6 +776,12 @@ impl SledBackend {
             }
             None => Ok(1),
         }
+    }
+
+    /// Merge the fingerprint runs past `limit` instead of [`MAX_FP_RUNS`] (tests of the merge).
+    #[doc(hidden)]
+    pub fn set_fp_run_limit(&self, limit: u32) {
+        self.state().fp_run_limit = limit.max(1);
     }
 
     /// The raw sled tree (for tamper tests and `upgrade`).
@@ -948,11 +1041,11 @@ impl Backend for SledBackend {
         fps.sort_unstable();
         let mut fp_runs = st.fp_runs + 1;
         let mut merged = false;
-        if fp_runs > MAX_FP_RUNS {
+        if fp_runs > st.fp_run_limit {
             // Merge every run (and this batch's) into one at this position.
             self.load_fps(&mut st)?;
             let loaded = st.fps.as_ref().expect("loaded");
-            let mut all: Vec<u64> = loaded.set.iter().copied().collect();
+            let mut all: Vec<u64> = loaded.set.all();
             all.extend_from_slice(&fps);
             all.sort_unstable();
             all.dedup();
@@ -1288,5 +1381,56 @@ mod tests {
         assert!(last.kept > 0, "the list was cut along the way");
         assert_eq!(last.finish(), model.into_iter().collect::<Vec<_>>());
         assert!(LastSeqs::default().finish().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod fp_tests {
+    use super::FpSet;
+    use std::collections::HashSet;
+
+    /// The set against a `HashSet` model: uniform fingerprints (what `fingerprint` gives),
+    /// clustered ones (the window misses, the whole search must answer), repeats, and the edges.
+    #[test]
+    fn fp_set_answers_as_a_hash_set_does() {
+        let mut x: u64 = 1;
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut set = FpSet::default();
+        let mut model = HashSet::new();
+        let mut probes = Vec::new();
+        for round in 0..12u64 {
+            let batch: Vec<u64> = (0..40_000)
+                .map(|i| match (round % 3, i % 4) {
+                    (1, _) => round << 40 | i, // clustered
+                    (_, 0) => next() | 1,
+                    _ => next(),
+                })
+                .collect();
+            for &fp in batch.iter().step_by(1_000) {
+                probes.push(fp);
+                probes.push(fp ^ 1);
+                probes.push(fp.wrapping_add(1));
+            }
+            set.extend(batch.iter().copied().chain(batch.iter().take(100).copied()));
+            model.extend(batch);
+            for &p in probes.iter().chain(&[0, 1, u64::MAX, u64::MAX - 1]) {
+                assert_eq!(
+                    set.contains(p),
+                    model.contains(&p),
+                    "{p:#x} after round {round}"
+                );
+            }
+        }
+        assert!(set.sorted.len() > set.recent.len(), "merged along the way");
+        let mut all: Vec<u64> = model.into_iter().collect();
+        all.sort_unstable();
+        assert_eq!(set.all(), all);
+        assert!(!FpSet::default().contains(0));
     }
 }

@@ -101,6 +101,7 @@ fn a_long_stream_continues_in_a_new_segment_past_the_limit() {
 fn fingerprint_runs_are_merged_past_the_limit_and_still_find_ids() {
     let (_dir, path) = temp_store();
     let s = create(&path);
+    s.backend().set_fp_run_limit(32);
     let ids: Vec<Uuid> = (0..40u128).map(|i| Uuid::from_u128(1000 + i)).collect();
     for (i, id) in ids.iter().enumerate() {
         let mut d = disbursed(&Uuid::from_u128(i as u128 + 1));
