@@ -215,11 +215,11 @@ impl<'a> Reader<'a> {
             _ => Err(SnapshotError::Invalid(field)),
         }
     }
-    /// A varint of at most `bits` bits (≤ 63: every count, date and seq). Inlined, so the
-    /// checks against the constant `bits` fold away.
+    /// A varint's first nine bytes (63 bits: every count, date and seq, and any amount below
+    /// 2^63 minor units) in u64, and whether more bytes follow. Inlined, so the checks against
+    /// the constant `bits` fold away.
     #[inline(always)]
-    fn small(&mut self, field: &'static str, bits: u32) -> Decoded<u64> {
-        debug_assert!((7..=63).contains(&bits));
+    fn first63(&mut self, field: &'static str, bits: u32) -> Decoded<(u64, bool)> {
         let mut x: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -229,45 +229,42 @@ impl<'a> Reader<'a> {
             }
             x |= ((b & 0x7f) as u64) << shift;
             if b & 0x80 == 0 {
-                break;
+                return Ok((x, false));
             }
             shift += 7;
+            if shift == 63 {
+                return Ok((x, true));
+            }
+        }
+    }
+    /// A varint of at most `bits` bits, `bits` ≤ 63.
+    #[inline(always)]
+    fn small(&mut self, field: &'static str, bits: u32) -> Decoded<u64> {
+        debug_assert!((7..=63).contains(&bits));
+        let (x, more) = self.first63(field, bits)?;
+        if more {
+            // A tenth byte: past `bits` (or missing).
+            self.byte(field)?;
+            return Err(SnapshotError::Invalid(field));
         }
         if x >> bits != 0 {
             return Err(SnapshotError::Invalid(field));
         }
         Ok(x)
     }
-    /// A varint of at most `bits` bits, up to 128 (a decimal's 96-bit mantissa).
+    /// A varint of at most `bits` bits, up to 128 (a decimal's 96-bit mantissa): past nine
+    /// bytes it carries on in u128.
     fn uint(&mut self, field: &'static str, bits: u32) -> Decoded<u128> {
-        // The first nine bytes (63 bits: any amount below 2^63 minor units) in u64; a longer
-        // varint carries on in u128.
-        let mut x: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = self.byte(field)?;
-            if shift >= bits {
-                return Err(SnapshotError::Invalid(field));
-            }
-            x |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(x as u128);
-            }
-            shift += 7;
-            if shift == 63 {
-                break;
-            }
-        }
+        let (x, mut more) = self.first63(field, bits)?;
         let mut x = x as u128;
-        loop {
+        let mut shift = 63u32;
+        while more {
             let b = self.byte(field)?;
             if shift >= bits {
                 return Err(SnapshotError::Invalid(field));
             }
             x |= ((b & 0x7f) as u128) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
+            more = b & 0x80 != 0;
             shift += 7;
         }
         if bits < 128 && x >> bits != 0 {
@@ -539,6 +536,69 @@ fn read_loan(r: &mut Reader) -> Decoded<Loan> {
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    /// The reader's varints against the plainest loop (the format's definition): the same
+    /// value, or the same refusal, for every input of up to two bytes and for longer ones built
+    /// from the bytes that matter (continuations, the last bits of a width, missing bytes).
+    #[test]
+    fn varints_agree_with_the_plain_loop() {
+        fn plain(mut b: &[u8], bits: u32) -> (Decoded<u128>, usize) {
+            let (mut x, mut shift, start) = (0u128, 0u32, b.len());
+            loop {
+                let Some((&c, rest)) = b.split_first() else {
+                    return (Err(SnapshotError::Truncated("f")), start - b.len());
+                };
+                b = rest;
+                if shift >= bits {
+                    return (Err(SnapshotError::Invalid("f")), start - b.len());
+                }
+                x |= ((c & 0x7f) as u128) << shift;
+                if c & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            if bits < 128 && x >> bits != 0 {
+                return (Err(SnapshotError::Invalid("f")), start - b.len());
+            }
+            (Ok(x), start - b.len())
+        }
+        let mut inputs: Vec<Vec<u8>> = (0..=255u8).map(|a| vec![a]).collect();
+        for a in 0..=255u8 {
+            for b in [0x00, 0x01, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0xff] {
+                inputs.push(vec![a, b]);
+            }
+        }
+        for n in 3..=20 {
+            for last in [0x00, 0x01, 0x03, 0x07, 0x0f, 0x1f, 0x7f, 0x80, 0xff] {
+                let mut v = vec![0xffu8; n - 1];
+                v.push(last);
+                inputs.push(v.clone());
+                v[0] = 0x80;
+                inputs.push(v);
+            }
+        }
+        for input in &inputs {
+            for bits in [31u32, 32, 63] {
+                let mut r = Reader(input);
+                let got = r.small("f", bits).map(u128::from);
+                let (want, used) = plain(input, bits);
+                assert_eq!(got, want, "small {input:02x?} bits {bits}");
+                if want.is_ok() {
+                    assert_eq!(input.len() - r.0.len(), used);
+                }
+            }
+            for bits in [64u32, 96, 128] {
+                let mut r = Reader(input);
+                let got = r.uint("f", bits);
+                let (want, used) = plain(input, bits);
+                assert_eq!(got, want, "uint {input:02x?} bits {bits}");
+                if want.is_ok() {
+                    assert_eq!(input.len() - r.0.len(), used);
+                }
+            }
+        }
+    }
 
     fn writer_then_reader(f: impl Fn(&mut Writer)) -> Vec<u8> {
         let mut w = Writer(Vec::new());
