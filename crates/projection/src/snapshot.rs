@@ -256,6 +256,10 @@ impl<'a> Reader<'a> {
     /// bytes it carries on in u128.
     fn uint(&mut self, field: &'static str, bits: u32) -> Decoded<u128> {
         let (x, mut more) = self.first63(field, bits)?;
+        if !more && bits >= 63 {
+            // Nine bytes or fewer: below 2^63, within any width this is asked for.
+            return Ok(x as u128);
+        }
         let mut x = x as u128;
         let mut shift = 63u32;
         while more {
