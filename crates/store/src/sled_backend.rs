@@ -158,8 +158,8 @@ impl FpSet {
         }
     }
 
-    /// Move the recent set into the sorted `Vec`: grown by exactly what it takes, then merged
-    /// from the back, so no second copy of the sorted fingerprints is ever made.
+    /// Move the recent set into the sorted `Vec`: grown by exactly what it takes (one
+    /// reallocation at most), then merged in place from the back, with no merged copy beside it.
     fn merge(&mut self) {
         let mut add: Vec<u64> = self.recent.drain().collect();
         add.sort_unstable();
