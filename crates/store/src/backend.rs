@@ -100,6 +100,16 @@ pub trait StreamingCommit {
     fn commit(self: Box<Self>, batch: &SealedBatch) -> Result<(), StoreError>;
 }
 
+/// Every loan's head seq from [`Backend::scan_heads`] (the default [`Backend::head_seqs`]).
+pub(crate) fn seqs_of_heads<B: Backend + ?Sized>(b: &B) -> Result<Vec<(Uuid, u64)>, StoreError> {
+    let mut out = Vec::new();
+    b.scan_heads(&mut |l, h| {
+        out.push((l, h.seq));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Storage-only operations. Everything else (sealing, idempotency, concurrency, business rules)
 /// is [`crate::Store`]'s, so a new backend only has to pass `tests/conformance.rs`.
 pub trait Backend: Send + Sync {
@@ -126,12 +136,7 @@ pub trait Backend: Send + Sync {
     /// snapshot from a stale one. The default reads [`Backend::scan_heads`]; a backend that can
     /// answer without reading the streams (sled: from the log) should.
     fn head_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
-        let mut out = Vec::new();
-        self.scan_heads(&mut |l, h| {
-            out.push((l, h.seq));
-            Ok(())
-        })?;
-        Ok(out)
+        seqs_of_heads(self)
     }
     /// Which loan and seq hold `event_id`, if any store does.
     fn locate(&self, event_id: &Uuid) -> Result<Option<(Uuid, u64)>, StoreError>;

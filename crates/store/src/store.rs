@@ -91,7 +91,6 @@ impl LoanWork {
             chunk::encode_event(&self.history[at], &mut self.bodies);
             self.body_at.push(self.bodies.len());
         }
-        self.head_hash = prev;
         None
     }
 }
