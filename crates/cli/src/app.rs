@@ -198,7 +198,7 @@ impl Ledger {
                 true,
                 &|n| progress.set(n),
                 &mut |_, json| {
-                    out.write_all(json.unwrap_or_default().as_bytes())?;
+                    out.write_all(json.unwrap_or_default())?;
                     out.write_all(b"\n")?;
                     Ok(())
                 },

@@ -117,7 +117,7 @@ pub fn write_other(
         (Other::Parquet, true) => out = pq::export_events(ledger, out)?,
         (Other::Jsonl, false) => {
             ledger.replay_all(as_of, None, false, true, &|_| {}, &mut |_, json| {
-                out.write_all(json.unwrap_or_default().as_bytes())?;
+                out.write_all(json.unwrap_or_default())?;
                 out.write_all(b"\n")?;
                 Ok(())
             })?;

@@ -470,7 +470,7 @@ fn sealed(
         true,
         &|_| {},
         &mut |_, json| {
-            out.write_all(json.unwrap_or_default().as_bytes())?;
+            out.write_all(json.unwrap_or_default())?;
             out.write_all(b"\n")?;
             report.loans += 1;
             Ok(())

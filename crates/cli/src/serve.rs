@@ -462,7 +462,10 @@ async fn loans(State(app): State<App>, q: RawQuery) -> Result<Response, ApiError
                 if body.len() > 1 {
                     body.push(',');
                 }
-                body.push_str(line.unwrap_or_default());
+                body.push_str(
+                    std::str::from_utf8(line.unwrap_or_default())
+                        .expect("the §7 writer writes UTF-8"),
+                );
                 Ok(())
             })
             .map_err(ApiError::storage)?;

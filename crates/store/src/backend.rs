@@ -178,7 +178,8 @@ pub trait Backend: Send + Sync {
         &self,
         f: &mut dyn FnMut(Uuid, RawChunk) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
-    /// Store snapshots for many loans atomically and durably.
+    /// Store snapshots for many loans atomically and durably. `snaps` is in strictly increasing
+    /// loan order, one per loan ([`crate::Store::put_snapshots`] sees to it).
     fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError>;
 }
 

@@ -617,8 +617,17 @@ impl<B: Backend> Store<B> {
         self.backend.scan_snapshots(f)
     }
 
-    /// Store snapshots for many loans atomically and durably.
-    pub fn put_snapshots(&self, snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
-        self.backend.put_snapshots(snaps)
+    /// Store snapshots for many loans atomically and durably; for a loan given more than once,
+    /// the last. The backend receives them in strictly increasing loan order.
+    pub fn put_snapshots(&self, mut snaps: Vec<(Uuid, Vec<u8>)>) -> Result<(), StoreError> {
+        snaps.sort_by_key(|s| s.0); // stable: a loan's entries keep their order
+        let mut one_each: Vec<(Uuid, Vec<u8>)> = Vec::with_capacity(snaps.len());
+        for snap in snaps {
+            match one_each.last_mut() {
+                Some(last) if last.0 == snap.0 => *last = snap,
+                _ => one_each.push(snap),
+            }
+        }
+        self.backend.put_snapshots(one_each)
     }
 }

@@ -497,6 +497,67 @@ fn reopen_keeps_everything<F: Fixture>() {
     assert_eq!(s.verify().unwrap(), None);
 }
 
+/// Snapshots against a map: batches of new and rewritten snapshots, in and out of loan order,
+/// a loan twice in one batch (the last wins), sizes from empty to larger than a sled page;
+/// every loan's snapshot and the whole scan, in loan order, equal the model, also after a reopen.
+fn snapshots_are_what_was_last_put<F: Fixture>() {
+    let (s, keep) = F::fresh();
+    let mut model = std::collections::BTreeMap::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let check = |s: &Store<F::B>, model: &std::collections::BTreeMap<Uuid, Vec<u8>>| {
+        let mut scanned = Vec::new();
+        s.for_each_snapshot(&mut |loan, bytes| {
+            scanned.push((loan, bytes.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<_> = model.iter().map(|(l, b)| (*l, b.clone())).collect();
+        assert_eq!(scanned.len(), want.len());
+        assert!(scanned == want, "the scan differs from the model");
+        for (loan, bytes) in model {
+            assert_eq!(&*s.snapshot(*loan).unwrap().unwrap(), &bytes[..]);
+        }
+        assert!(s.snapshot(Uuid::from_u128(u128::MAX)).unwrap().is_none());
+    };
+    for round in 0..12u64 {
+        let mut batch = Vec::new();
+        for i in 0..400u64 {
+            // Loans from a pool of 3,000: new ones, and rewrites of stored ones.
+            let loan = Uuid::from_u128(((next() % 3000) as u128) << 64 | 1);
+            let len = match next() % 100 {
+                0 => 0,
+                1 => 20_000, // larger than a sled snapshot page
+                _ => 100 + (next() % 600) as usize,
+            };
+            let bytes: Vec<u8> = (0..len).map(|j| (j as u64 ^ round ^ i) as u8).collect();
+            batch.push((loan, bytes));
+        }
+        if round % 2 == 1 {
+            batch.reverse();
+        }
+        // The same loan twice in one batch: the later one is what is stored.
+        let again = batch[0].0;
+        batch.push((again, vec![round as u8; 7]));
+        for (loan, bytes) in &batch {
+            model.insert(*loan, bytes.clone());
+        }
+        s.put_snapshots(batch).unwrap();
+        if round % 4 == 3 {
+            check(&s, &model);
+        }
+    }
+    check(&s, &model);
+    if let Some(s) = F::reopen(s, keep.as_ref()) {
+        check(&s, &model);
+    }
+}
+
 fn tampering_is_detected<F: Fixture>() {
     let (s, _keep) = F::fresh();
     s.append(vec![disbursed()], &mut OpenGate, store_now())
@@ -748,6 +809,10 @@ macro_rules! backend_suite {
             #[test]
             fn stale_commit_is_raced() {
                 a_commit_from_a_stale_head_is_refused::<$fixture>()
+            }
+            #[test]
+            fn snapshots() {
+                snapshots_are_what_was_last_put::<$fixture>()
             }
             #[test]
             fn digest_beyond_the_log() {

@@ -471,3 +471,75 @@ fn a_format_2_store_is_read_appended_to_and_upgraded_in_place() {
     let again = upgrade(&path).unwrap_err().to_string();
     assert!(again.contains("already in format 3"), "{again}");
 }
+
+/// Every stored snapshot, as text, in the order the scan gives them.
+fn snapshots(s: &Store<SledBackend>) -> Vec<(Uuid, String)> {
+    let mut out = Vec::new();
+    s.for_each_snapshot(&mut |loan, bytes| {
+        out.push((loan, String::from_utf8(bytes.to_vec()).unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn loose_key(loan: &Uuid) -> Vec<u8> {
+    [&b"s"[..], loan.as_bytes()].concat()
+}
+
+#[test]
+fn loose_snapshots_of_older_builds_are_read_then_moved_into_pages() {
+    let (_dir, path) = temp_store();
+    let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    let text = |v: &[(Uuid, &str)]| -> Vec<(Uuid, String)> {
+        v.iter().map(|(l, s)| (*l, s.to_string())).collect()
+    };
+    {
+        let s = create(&path);
+        s.append(vec![disbursed(&a)], &mut OpenGate, store_now())
+            .unwrap();
+        s.put_snapshots(vec![(b, b"page-b".to_vec())]).unwrap();
+        // As builds before snapshot pages wrote them: one value per loan. `b`'s was written
+        // after its page entry (by an older build), so it is the newer and wins.
+        let t = s.backend().raw_tree();
+        for (loan, v) in [(a, "loose-a"), (b, "loose-b"), (c, "loose-c")] {
+            t.insert(loose_key(&loan), v.as_bytes()).unwrap();
+        }
+        s.backend().flush().unwrap();
+        assert_eq!(
+            snapshots(&s),
+            text(&[(a, "loose-a"), (b, "loose-b"), (c, "loose-c")])
+        );
+        assert_eq!(&*s.snapshot(b).unwrap().unwrap(), b"loose-b");
+        // Writing a loan's snapshot puts it in a page and removes its loose value.
+        s.put_snapshots(vec![(c, b"page-c".to_vec())]).unwrap();
+        assert!(t.get(loose_key(&c)).unwrap().is_none());
+        assert_eq!(
+            snapshots(&s),
+            text(&[(a, "loose-a"), (b, "loose-b"), (c, "page-c")])
+        );
+    }
+    // `upgrade` packs the rest into pages.
+    let done = upgrade(&path).unwrap();
+    assert_eq!((done.segments, done.snapshots), (0, 2));
+    let s = existing(&path).unwrap();
+    let t = s.backend().raw_tree();
+    assert_eq!(t.scan_prefix(b"s").count(), 0);
+    assert_eq!(
+        snapshots(&s),
+        text(&[(a, "loose-a"), (b, "loose-b"), (c, "page-c")])
+    );
+    // A damaged page is a lost cache: its loans have no snapshot (they are replayed from their
+    // events), and the next write over it replaces it.
+    // Pages now: {a} (packed before the first page) and {b, c}; the second is damaged.
+    assert_eq!(t.scan_prefix(b"p").count(), 2);
+    let (k, _) = t.scan_prefix(b"p").next_back().unwrap().unwrap();
+    t.insert(k, &[9u8][..]).unwrap();
+    assert_eq!(snapshots(&s), text(&[(a, "loose-a")]));
+    assert!(s.snapshot(c).unwrap().is_none());
+    s.put_snapshots(vec![(b, b"again".to_vec())]).unwrap();
+    assert_eq!(snapshots(&s), text(&[(a, "loose-a"), (b, "again")]));
+    drop(s);
+    let e = upgrade(&path).unwrap_err().to_string();
+    assert!(e.contains("nothing to upgrade"), "{e}");
+}

@@ -30,7 +30,10 @@ pub fn run(args: LoansArgs, ctx: &Ctx) -> Result<(), Failure> {
         args.json,
         &mut |p, line| {
             match line {
-                Some(l) => writeln!(out, "{l}")?,
+                Some(l) => {
+                    out.write_all(l)?;
+                    out.write_all(b"\n")?
+                }
                 None => write!(out, "{}", loan_row(p))?,
             }
             Ok(())

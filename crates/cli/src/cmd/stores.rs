@@ -21,11 +21,12 @@ pub fn upgrade(ctx: &Ctx) -> Result<(), Failure> {
             kept.display()
         ),
         None => println!(
-            "upgraded {} in place: {} loans, {} events; {} segments rewritten",
+            "upgraded {} in place: {} loans, {} events; {} segments rewritten, {} snapshots packed into pages",
             dir.display(),
             done.loans,
             done.events,
-            done.segments
+            done.segments,
+            done.snapshots
         ),
     }
     Ok(())
