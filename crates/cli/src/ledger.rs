@@ -495,8 +495,8 @@ impl Ledger {
                 };
                 out.finish(scanned);
             });
-            // Each chunk is projected on every core while the previous one is emitted (the
-            // emitting is serial: the output is in loan order). Loans are projected in blocks
+            // From snapshots, each chunk is projected on every core while the previous one is
+            // emitted (the emitting is serial: the output is in loan order). Loans are projected in blocks
             // whose §7 lines share one buffer: no allocation per line.
             let project_chunk = |chunk: Vec<Work>| -> Vec<Block> {
                 chunk
@@ -556,12 +556,21 @@ impl Ledger {
                 };
                 let mut projected = None;
                 let mut finished = Ok(());
-                rayon::in_place_scope(|scope| {
-                    scope.spawn(|_| projected = Some(project_chunk(chunk)));
+                if use_snapshots {
+                    rayon::in_place_scope(|scope| {
+                        scope.spawn(|_| projected = Some(project_chunk(chunk)));
+                        if let Some(done) = pending.take() {
+                            finished = finish(done);
+                        }
+                    });
+                } else {
+                    // From events the reader thread is the limit: emitting beside the workers
+                    // would take its core (decision R1).
                     if let Some(done) = pending.take() {
                         finished = finish(done);
                     }
-                });
+                    projected = Some(project_chunk(chunk));
+                }
                 finished?;
                 pending = projected;
             }
