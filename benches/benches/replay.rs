@@ -29,7 +29,7 @@ fn replay(c: &mut Criterion) {
                     true,
                     &|_| {},
                     &mut |_, json| {
-                        bytes += json.map_or(0, <[u8]>::len) + 1;
+                        bytes += json.map_or(0, <[u8]>::len);
                         Ok(())
                     },
                 )

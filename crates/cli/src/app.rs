@@ -199,7 +199,6 @@ impl Ledger {
                 &|n| progress.set(n),
                 &mut |_, json| {
                     out.write_all(json.unwrap_or_default())?;
-                    out.write_all(b"\n")?;
                     Ok(())
                 },
             )

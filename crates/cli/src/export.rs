@@ -118,7 +118,6 @@ pub fn write_other(
         (Other::Jsonl, false) => {
             ledger.replay_all(as_of, None, false, true, &|_| {}, &mut |_, json| {
                 out.write_all(json.unwrap_or_default())?;
-                out.write_all(b"\n")?;
                 Ok(())
             })?;
         }

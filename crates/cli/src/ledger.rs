@@ -164,7 +164,8 @@ impl Summary {
     }
 }
 
-/// Receives each replayed loan, in `loan_id` order, with its JSON line when one was asked for.
+/// Receives each replayed loan, in `loan_id` order, with its §7 line (newline included) when
+/// one was asked for.
 pub type Emit<'a> = &'a mut dyn FnMut(&Projection, Option<&[u8]>) -> Result<(), Failure>;
 
 /// One unit of replay work: a loan and its raw stored values, or its snapshot.
@@ -446,8 +447,8 @@ impl Ledger {
         Ok(self.store.head_seqs()?.first().map(|h| h.0))
     }
 
-    /// Replay every loan to `as_of`, calling `emit` with each projection (and its JSON line when
-    /// `with_json`) in `loan_id` order. A reader thread scans the store while the current rayon
+    /// Replay every loan to `as_of`, calling `emit` with each projection (and its §7 line, newline
+    /// included, when `with_json`) in `loan_id` order. A reader thread scans the store while the current rayon
     /// pool folds, projects and serialises loans in chunks; the output order does not depend on
     /// the number of threads. With `incremental`, loans whose stored snapshot is current are
     /// projected from it without reading their events, and stale snapshots are rewritten.
@@ -496,8 +497,8 @@ impl Ledger {
                 out.finish(scanned);
             });
             // From snapshots, each chunk is projected on every core while the previous one is
-            // emitted (the emitting is serial: the output is in loan order). Loans are projected in blocks
-            // whose §7 lines share one buffer: no allocation per line.
+            // emitted (the emitting is serial: the output is in loan order). Loans are projected
+            // in blocks whose §7 lines share one buffer: no allocation per line.
             let project_chunk = |chunk: Vec<Work>| -> Vec<Block> {
                 chunk
                     .into_par_iter()
@@ -505,7 +506,12 @@ impl Ledger {
                     .map(|works| {
                         let mut block = Block {
                             done: Vec::with_capacity(works.len()),
-                            json: Vec::with_capacity(works.len() * 1280),
+                            // A micro-loan's §7 line is ~1.1 KB; longer ones reserve below.
+                            json: Vec::with_capacity(if with_json {
+                                works.len() * 1280
+                            } else {
+                                0
+                            }),
                         };
                         for w in works {
                             let mut done = self.replay_one(w, as_of, known_at, incremental);
@@ -513,6 +519,7 @@ impl Ledger {
                                 let start = block.json.len();
                                 block.json.reserve(r.projection.json_len_hint());
                                 r.projection.write_json(&mut block.json);
+                                block.json.push(b'\n');
                                 r.json = Some(start..block.json.len());
                             }
                             block.done.push(done);
@@ -567,7 +574,7 @@ impl Ledger {
                     // From events the reader thread is the limit: emitting beside the workers
                     // would take its core (decision R1).
                     if let Some(done) = pending.take() {
-                        finished = finish(done);
+                        finish(done)?;
                     }
                     projected = Some(project_chunk(chunk));
                 }

@@ -471,7 +471,6 @@ fn sealed(
         &|_| {},
         &mut |_, json| {
             out.write_all(json.unwrap_or_default())?;
-            out.write_all(b"\n")?;
             report.loans += 1;
             Ok(())
         },

@@ -464,7 +464,8 @@ async fn loans(State(app): State<App>, q: RawQuery) -> Result<Response, ApiError
                 }
                 body.push_str(
                     std::str::from_utf8(line.unwrap_or_default())
-                        .expect("the §7 writer writes UTF-8"),
+                        .expect("the §7 writer writes UTF-8")
+                        .trim_end_matches('\n'),
                 );
                 Ok(())
             })

@@ -178,7 +178,7 @@ impl Projection {
         out.extend_from_slice(b",\"currency\":");
         json::string(out, &self.currency);
         out.extend_from_slice(b",\"status\":");
-        json::string(out, self.status);
+        json::name(out, self.status);
         let o = &self.outstanding;
         out.extend_from_slice(b",\"outstanding\":{\"principal\":");
         json::amount(out, o.principal.decimal());
@@ -209,11 +209,11 @@ impl Projection {
         out.extend_from_slice(b",\"days_past_due\":");
         json::int(out, self.days_past_due);
         out.extend_from_slice(b",\"stage\":");
-        json::string(out, self.stage.as_str());
+        json::name(out, self.stage.as_str());
         out.extend_from_slice(b",\"class\":");
-        json::string(out, self.class);
+        json::name(out, self.class);
         out.extend_from_slice(b",\"bucket\":");
-        json::string(out, self.bucket);
+        json::name(out, self.bucket);
         out.extend_from_slice(b",\"extensions\":");
         json::uint(out, self.extensions.into());
         out.extend_from_slice(b",\"broken_promise\":");
@@ -236,7 +236,7 @@ impl Projection {
             out.extend_from_slice(b",\"paid_interest\":");
             json::amount(out, i.paid_interest.decimal());
             out.extend_from_slice(b",\"status\":");
-            json::string(out, i.status.as_str());
+            json::name(out, i.status.as_str());
             out.push(b'}');
         }
         out.extend_from_slice(b"],\"anomalies\":[");
@@ -245,7 +245,7 @@ impl Projection {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"kind\":");
-            json::string(out, a.kind.as_str());
+            json::name(out, a.kind.as_str());
             out.extend_from_slice(b",\"installment\":");
             json::uint(out, a.installment.into());
             out.push(b'}');
@@ -261,7 +261,7 @@ impl Projection {
             out.extend_from_slice(b",\"paid\":");
             json::amount(out, p.paid.decimal());
             out.extend_from_slice(b",\"status\":");
-            json::string(out, p.status.as_str());
+            json::name(out, p.status.as_str());
             out.push(b'}');
         }
         out.push(b'}');

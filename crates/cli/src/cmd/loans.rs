@@ -30,10 +30,7 @@ pub fn run(args: LoansArgs, ctx: &Ctx) -> Result<(), Failure> {
         args.json,
         &mut |p, line| {
             match line {
-                Some(l) => {
-                    out.write_all(l)?;
-                    out.write_all(b"\n")?
-                }
+                Some(l) => out.write_all(l)?,
                 None => write!(out, "{}", loan_row(p))?,
             }
             Ok(())
