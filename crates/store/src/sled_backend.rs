@@ -50,8 +50,20 @@ pub const SEGMENT_LIMIT: usize = 16 * 1024;
 /// them all. 1,024 runs (a batch each) keep a merge rare: with 32, a 1M-loan `append --batch
 /// 5000` merged 23 times, each a ~100 MB spike of resident memory (docs/benchmarks.md).
 pub const MAX_FP_RUNS: u32 = 1024;
-/// sled's page cache, in MiB, unless `ARREARS_CACHE_MB` says otherwise.
+/// sled's page cache, in MiB, unless `ARREARS_CACHE_MB` or [`set_default_cache_mb`] says
+/// otherwise.
 pub const DEFAULT_CACHE_MB: u64 = 256;
+/// sled's page cache for a bulk load (`arrears append`): a load writes new values and reads
+/// each loan's last segment once, so a large cache only fills (a 1M-loan load: 508 MiB resident
+/// with 256 MiB of cache, ~240 MiB with 40 and no huge pages; docs/benchmarks.md, decision S10).
+pub const BULK_CACHE_MB: u64 = 40;
+static CACHE_MB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_CACHE_MB);
+
+/// The cache size, in MiB, of the sled stores this process opens from now on when
+/// `ARREARS_CACHE_MB` is not set ([`BULK_CACHE_MB`] for a bulk load).
+pub fn set_default_cache_mb(mb: u64) {
+    CACHE_MB.store(mb, std::sync::atomic::Ordering::Relaxed);
+}
 const TREE: &str = "arrears";
 const LOCK_FILE: &str = "lock";
 
@@ -502,7 +514,7 @@ fn open_sled(dir: &Path) -> Result<sled::Db, sled::Error> {
     let cache_mb: u64 = std::env::var("ARREARS_CACHE_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CACHE_MB);
+        .unwrap_or_else(|| CACHE_MB.load(std::sync::atomic::Ordering::Relaxed));
     sled::Config::new()
         .path(dir)
         .cache_capacity(cache_mb * 1024 * 1024)

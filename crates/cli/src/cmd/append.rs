@@ -43,6 +43,7 @@ pub fn run(args: AppendArgs, ctx: &Ctx) -> Result<(), Failure> {
             ),
         };
     let stop = stop_flag()?;
+    bulk_load_memory();
     let ledger = ctx.create()?;
     let pb = bar(None, "appended");
     let mut out = writer(None)?;
@@ -99,4 +100,13 @@ fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
             .map_err(|e| Failure::Other(format!("installing the signal handler: {e}")))?;
     }
     Ok(flag)
+}
+
+/// A bulk load's memory (decision S10): sled's cache at [`BULK_CACHE_MB`] unless
+/// `ARREARS_CACHE_MB` says otherwise, and no transparent huge pages.
+///
+/// [`BULK_CACHE_MB`]: arrears_store::sled_backend::BULK_CACHE_MB
+fn bulk_load_memory() {
+    arrears_store::sled_backend::set_default_cache_mb(arrears_store::sled_backend::BULK_CACHE_MB);
+    super::no_huge_pages();
 }

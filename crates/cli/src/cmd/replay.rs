@@ -8,6 +8,9 @@ use crate::args::ReplayArgs;
 
 pub fn run(args: ReplayArgs, ctx: &Ctx) -> Result<(), Failure> {
     let as_of = args.run.query.as_of.or_today(&ctx.policy);
+    if args.incremental {
+        super::no_huge_pages();
+    }
     let ledger = ctx.open()?;
     let mut w = writer(args.run.out.as_ref())?;
     let (summary, took) = ledger.replay_to(
