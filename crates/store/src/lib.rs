@@ -19,7 +19,7 @@ pub mod audit;
 pub mod backend;
 pub mod chunk;
 pub mod memory;
-pub mod pages;
+mod pages;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sled_backend;

@@ -11,7 +11,7 @@
 //! | `e` | `e` + loan (16) + first seq (u64 BE) | a segment: consecutive events of the loan ([`crate::chunk`], encoding 4; 3 in format 2). The loan's last segment is rewritten by each append until it reaches [`SEGMENT_LIMIT`] bytes; its header is the loan's head. |
 //! | `l` | `l` + first position of the batch (u64 BE) | the batch's log runs: loan (16) + first seq (u64 BE) + count (u32 BE) |
 //! | `f` | `f` + first position of the batch (u64 BE) | the batch's event-id fingerprints, sorted u64 BE ([`fingerprint`]); merged into one run when there are more than [`MAX_FP_RUNS`] |
-//! | `p` | `p` + the first loan (16) | a snapshot page: consecutive loans' projection snapshots (opaque to the store), [`crate::pages`] |
+//! | `p` | `p` + the first loan (16) | a snapshot page: consecutive loans' projection snapshots (opaque to the store), `crates/store/src/pages.rs` |
 //! | `s` | `s` + loan (16) | a loose snapshot, as builds before snapshot pages wrote them: read, and moved into a page when the loan's snapshot is next written (or by `upgrade`) |
 //!
 //! Why: sled's cost is per value written (~10 µs), so an append writes one value per loan it
@@ -1114,10 +1114,10 @@ impl Backend for SledBackend {
         if let Some(v) = self.get(&key(b's', &[loan.as_bytes()]))? {
             return Ok(Some(RawChunk::new(v)));
         }
-        let Some((_, page)) = page_floor(&self.tree, loan).map_err(|e| self.err(e))? else {
+        let Some((k, page)) = page_floor(&self.tree, loan).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        let ents = pages::entries(&page).unwrap_or_default();
+        let ents = page_entries(&k, &page);
         Ok(ents
             .binary_search_by(|(l, _)| l.cmp(loan))
             .ok()

@@ -173,7 +173,7 @@ impl<B: Backend> Store<B> {
     ///
     /// When the backend refuses the commit because another process wrote to one of the loans
     /// first ([`StoreError::Raced`], only backends shared by several processes), the batch is
-    /// read and sealed again from the new heads, up to [`RACE_ATTEMPTS`] times. A batch whose
+    /// read and sealed again from the new heads, up to `RACE_ATTEMPTS` times. A batch whose
     /// events carry an expected `seq` therefore ends in [`AppendError::Conflict`] (the head moved
     /// past it), exactly as if the other writer had committed before this one started; a batch
     /// without one is simply appended after the other writer's events. The gate sees the batch
