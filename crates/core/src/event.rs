@@ -281,6 +281,7 @@ pub enum Body {
 
 impl Body {
     /// The business date the event is applied on (SPEC §3).
+    #[inline]
     pub fn business_date(&self) -> Date {
         match self {
             Body::Disbursed(d) => d.on,
@@ -330,6 +331,7 @@ pub struct Event {
 
 impl Event {
     /// The business date the event is applied on.
+    #[inline]
     pub fn business_date(&self) -> Date {
         self.body.business_date()
     }

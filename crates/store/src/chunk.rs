@@ -367,25 +367,18 @@ pub fn uncompressed(bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn decode_compact(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
-    // Per-thread buffers: the decompressed events and one event put back together. Replay
-    // decodes every segment of the store; a fresh zeroed buffer each time cost ~2 % of it.
+    // A per-thread buffer for the decompressed events. Replay decodes every segment of the
+    // store; a fresh zeroed buffer each time cost ~2 % of it.
     thread_local! {
-        static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
-            std::cell::RefCell::new((Vec::new(), Vec::new()))
-        };
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (events, full) = &mut *s;
-        decode_compact_with(bytes, out, events, full)
-    })
+    SCRATCH.with(|s| decode_compact_with(bytes, out, &mut s.borrow_mut()))
 }
 
 fn decode_compact_with(
     bytes: &[u8],
     out: &mut Vec<Event>,
     scratch: &mut Vec<u8>,
-    full: &mut Vec<u8>,
 ) -> Result<(), String> {
     let c = compact(bytes)?;
     let mut rest: &[u8] = c.events(scratch)?;
@@ -399,14 +392,13 @@ fn decode_compact_with(
         if n < 16 + 32 {
             return Err("an event is shorter than its id and hash".into());
         }
-        full.clear();
-        full.extend_from_slice(&body[..16]);
-        full.extend_from_slice(&c.loan);
-        full.extend_from_slice(&body[16..n - 32]);
-        full.extend_from_slice(&prev);
-        full.extend_from_slice(&body[n - 32..]);
-        out.push(arrears_core::codec::decode(full).map_err(|e| format!("event {e}"))?);
-        prev.copy_from_slice(&body[n - 32..]);
+        let (id, tail) = body.split_first_chunk::<16>().expect("n >= 48");
+        let (middle, hash) = tail.split_last_chunk::<32>().expect("n >= 48");
+        out.push(
+            arrears_core::codec::decode_split(id, &c.loan, middle, &prev, hash)
+                .map_err(|e| format!("event {e}"))?,
+        );
+        prev = *hash;
         rest = &after[n..];
     }
     Ok(())
