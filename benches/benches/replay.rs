@@ -2,6 +2,7 @@
 //! replay_floor: the same scan and decode of every event with no projection (1 thread), the
 //! floor replay is measured against.
 //! reproject_snapshots: every loan from its stored snapshot to a new as-of date.
+//! All on the store reopened after it is written, as the `replay` command reads it.
 
 use arrears_benches::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -11,7 +12,7 @@ fn replay(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let lines = book_lines(n, 3);
     let events = book_events(&lines);
-    let ledger = fill(dir.path(), &events, 10_000);
+    let ledger = reopen(dir.path(), fill(dir.path(), &events, 10_000));
     drop(events);
     let as_of = horizon();
     let run = |threads: usize, incremental: bool, new_as_of: arrears_core::Date| {
