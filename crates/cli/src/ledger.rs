@@ -144,7 +144,9 @@ pub fn append_failure(e: AppendError<Rejection>, lines: &[usize], store: &str) -
 pub struct Summary {
     pub loans: u64,
     pub events: u64,
-    pub by_stage: std::collections::BTreeMap<&'static str, u64>,
+    /// Loans per stage, indexed by `Stage as usize` (see [`Summary::loans_in`]): a replay
+    /// counts every loan here, serially, so a map lookup per loan would be a cost of its own.
+    by_stage: [u64; arrears_projection::Stage::ALL.len()],
     pub outstanding: rust_decimal::Decimal,
     /// Σ outstanding penalty: what is owed.
     pub penalty_owed: rust_decimal::Decimal,
@@ -154,10 +156,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// How many of the loans replayed are in stage `s`.
+    pub fn loans_in(&self, s: arrears_projection::Stage) -> u64 {
+        self.by_stage[s as usize]
+    }
+
     fn add(&mut self, p: &Projection, events: u64) {
         self.loans += 1;
         self.events += events;
-        *self.by_stage.entry(p.stage.as_str()).or_default() += 1;
+        self.by_stage[p.stage as usize] += 1;
         self.outstanding += p.outstanding.total.decimal();
         self.penalty_owed += p.outstanding.penalty.decimal();
         self.penalty_accrued += p.penalty_accrued.decimal();

@@ -252,13 +252,14 @@ pub fn summary_table(sum: &Summary, elapsed: std::time::Duration) -> String {
     );
     let _ = writeln!(s, "by stage:");
     for st in arrears_projection::Stage::ALL {
-        if let Some(n) = sum.by_stage.get(st.as_str()) {
+        let n = sum.loans_in(st);
+        if n > 0 {
             let _ = writeln!(
                 s,
                 "  {:<16}{:>9}  {:>5.1}%",
                 st.as_str(),
                 n,
-                100.0 * *n as f64 / sum.loans.max(1) as f64
+                100.0 * n as f64 / sum.loans.max(1) as f64
             );
         }
     }

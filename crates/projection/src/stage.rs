@@ -169,6 +169,15 @@ pub fn bucket(dpd: i64) -> &'static str {
 mod tests {
     use super::*;
 
+    /// `Stage::ALL` lists every stage in declaration order: `ALL[s as usize] == s`, which
+    /// tables indexed by `Stage as usize` (the replay summary's counts) rely on.
+    #[test]
+    fn all_lists_the_stages_in_declaration_order() {
+        for (i, s) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{}", s.as_str());
+        }
+    }
+
     fn st(dpd: i64, grace: u32) -> &'static str {
         let p = Policy::default();
         stage(
