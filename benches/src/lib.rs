@@ -73,7 +73,6 @@ pub fn book_events(lines: &[String]) -> Vec<NewEvent> {
 /// The store's clock for every append: after every generated event (testkit's fixed "now").
 pub use arrears_testkit::now;
 
-/// A store at `dir` holding the book, appended in batches of `batch` events.
 /// The store at `dir` opened afresh, as every `arrears` command opens it: a nightly `replay` is a
 /// new process reading a store that earlier processes wrote. (Read in the process that just
 /// wrote it, the same store replays ~20 % slower: sled's cache then holds the nodes as the
@@ -83,6 +82,7 @@ pub fn reopen(dir: &Path, written: Ledger) -> Ledger {
     Ledger::open_sled(dir, Policy::default()).unwrap()
 }
 
+/// A store at `dir` holding the book, appended in batches of `batch` events.
 pub fn fill(dir: &Path, events: &[NewEvent], batch: usize) -> Ledger {
     let ledger = Ledger::open_sled(dir, Policy::default()).unwrap();
     for chunk in events.chunks(batch) {

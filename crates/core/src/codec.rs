@@ -429,9 +429,10 @@ fn body_from_v2(body: BodyV2) -> Result<Body, String> {
 /// Why by hand: serde's derived visitor reads a `[u8; 16]` or `[u8; 32]` one element at a time
 /// through `SeqAccess`, and an event carries 96 such bytes in ids and hashes plus 16 per amount;
 /// replay decodes every stored event, and this reader takes a fraction of the instructions
-/// (docs/benchmarks.md). It accepts and refuses exactly what postcard does (tested against it
-/// below and fuzzed in `fuzz/fuzz_targets/codec.rs`); like `postcard::from_bytes`, it ignores
-/// bytes after the event (a chunk frames each body with its length).
+/// (docs/benchmarks.md). It accepts and refuses exactly what postcard and `from_v2` do (tested
+/// against them below and fuzzed in `fuzz/fuzz_targets/codec.rs`); like `postcard::from_bytes`,
+/// `event` ignores bytes after the event (a chunk frames each body with its length), while
+/// `split` refuses a middle it does not read to its end.
 mod wire {
     use super::*;
 
