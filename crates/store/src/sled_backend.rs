@@ -305,6 +305,12 @@ impl LastSeqs {
         }
     }
 
+    /// Take in another list's runs (from another part of the log).
+    fn append(&mut self, mut other: LastSeqs) {
+        self.list.append(&mut other.list);
+        self.kept += other.kept;
+    }
+
     fn squeeze(&mut self) {
         use rayon::slice::ParallelSliceMut;
         let v = &mut self.list;
@@ -985,19 +991,36 @@ impl Backend for SledBackend {
         if self.format() < FORMAT_APPENDABLE {
             return crate::backend::seqs_of_heads(self);
         }
-        let mut last = LastSeqs::default();
-        for kv in self.tree.scan_prefix([b'l']) {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
-            let position = u64_at(&k[1..]).ok_or_else(|| self.corrupt("log key", "not 9 bytes"))?;
-            let runs = decode_runs(&v)
-                .map_err(|why| self.corrupt(format!("log position {position}"), why))?;
-            for (loan, first, n) in runs {
-                if n == 0 || first == 0 {
-                    return Err(self.corrupt(format!("log position {position}"), "an empty run"));
+        // The log's two halves (by position) are read on two threads: a reprojection waits for
+        // the heads before its workers start. Either half may hold a loan's highest seq; the
+        // sort by (loan, seq) keeps it whichever half it came from.
+        let mid = key(b'l', &[&(self.state().next_pos / 2).to_be_bytes()]);
+        let half = |range: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>)| {
+            let mut last = LastSeqs::default();
+            for kv in self.tree.range(range) {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let position =
+                    u64_at(&k[1..]).ok_or_else(|| self.corrupt("log key", "not 9 bytes"))?;
+                let runs = decode_runs(&v)
+                    .map_err(|why| self.corrupt(format!("log position {position}"), why))?;
+                for (loan, first, n) in runs {
+                    if n == 0 || first == 0 {
+                        return Err(
+                            self.corrupt(format!("log position {position}"), "an empty run")
+                        );
+                    }
+                    last.push(loan, first + n as u64 - 1, HEADS_SLACK);
                 }
-                last.push(loan, first + n as u64 - 1, HEADS_SLACK);
             }
-        }
+            Ok(last)
+        };
+        use std::ops::Bound::{Excluded, Included};
+        let (low, high) = rayon::join(
+            || half((Included(vec![b'l']), Excluded(mid.clone()))),
+            || half((Included(mid.clone()), Excluded(vec![b'm']))),
+        );
+        let mut last = low?;
+        last.append(high?);
         Ok(last.finish())
     }
 

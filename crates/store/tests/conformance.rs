@@ -33,6 +33,10 @@ fn pay(extra: &str) -> NewEvent {
     event(&payment(LOAN, "2024-02-05", "10.00", extra))
 }
 
+fn pay_for(loan: Uuid) -> NewEvent {
+    event(&payment(loan.to_string(), "2024-02-05", "10.00", ""))
+}
+
 fn chain_ok(events: &[Event]) -> bool {
     let mut prev = GENESIS;
     for (i, e) in events.iter().enumerate() {
@@ -212,6 +216,27 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
     assert_eq!(s.verify().unwrap(), None);
     let d = s.digest().unwrap();
     assert!(d.starts_with("5-"), "{d}");
+}
+
+/// Head seqs come from anywhere in the log: a loan only in its first half, one only in its
+/// second, and loans in both (sled reads the two halves on two threads).
+fn head_seqs_cover_the_whole_log<F: Fixture>() {
+    let (s, _keep) = F::fresh();
+    let [a, b, c, d] = [1, 2, 3, 4].map(Uuid::from_u128);
+    let add = |events: Vec<NewEvent>| s.append(events, &mut OpenGate, store_now()).unwrap();
+    add(vec![disbursed_for(a), disbursed_for(b), disbursed_for(d)]);
+    add(vec![pay_for(a)]);
+    add(vec![disbursed_for(c)]);
+    add(vec![pay_for(b), pay_for(b)]);
+    assert_eq!(s.log_len().unwrap(), 7);
+    let heads: Vec<(Uuid, u64)> = s
+        .heads()
+        .unwrap()
+        .iter()
+        .map(|(l, h)| (*l, h.seq))
+        .collect();
+    assert_eq!(heads, vec![(a, 2), (b, 3), (c, 1), (d, 1)]);
+    assert_eq!(s.head_seqs().unwrap(), heads);
 }
 
 fn wrong_expected_seq_is_a_conflict_and_writes_nothing<F: Fixture>() {
@@ -769,6 +794,10 @@ macro_rules! backend_suite {
             #[test]
             fn interleaved_loans() {
                 streams_and_the_log_interleave_loans::<$fixture>()
+            }
+            #[test]
+            fn head_seqs_over_the_log() {
+                head_seqs_cover_the_whole_log::<$fixture>()
             }
             #[test]
             fn conflicts() {
