@@ -37,6 +37,15 @@ fn pay_for(loan: Uuid) -> NewEvent {
     event(&payment(loan.to_string(), "2024-02-05", "10.00", ""))
 }
 
+/// Each loan's head seq from its full heads (the reference for `head_seqs`).
+fn seqs_of_heads<B: Backend>(s: &Store<B>) -> Vec<(Uuid, u64)> {
+    s.heads()
+        .unwrap()
+        .iter()
+        .map(|(l, h)| (*l, h.seq))
+        .collect()
+}
+
 fn chain_ok(events: &[Event]) -> bool {
     let mut prev = GENESIS;
     for (i, e) in events.iter().enumerate() {
@@ -205,12 +214,7 @@ fn streams_and_the_log_interleave_loans<F: Fixture>() {
     })
     .unwrap();
     assert_eq!(seen, vec![(other, 1), (loan(), 4)]);
-    let heads: Vec<(Uuid, u64)> = s
-        .heads()
-        .unwrap()
-        .iter()
-        .map(|(l, h)| (*l, h.seq))
-        .collect();
+    let heads = seqs_of_heads(&s);
     assert_eq!(heads, vec![(other, 1), (loan(), 4)]);
     assert_eq!(s.head_seqs().unwrap(), heads);
     assert_eq!(s.verify().unwrap(), None);
@@ -229,12 +233,7 @@ fn head_seqs_cover_the_whole_log<F: Fixture>() {
     add(vec![disbursed_for(c)]);
     add(vec![pay_for(b), pay_for(b)]);
     assert_eq!(s.log_len().unwrap(), 7);
-    let heads: Vec<(Uuid, u64)> = s
-        .heads()
-        .unwrap()
-        .iter()
-        .map(|(l, h)| (*l, h.seq))
-        .collect();
+    let heads = seqs_of_heads(&s);
     assert_eq!(heads, vec![(a, 2), (b, 3), (c, 1), (d, 1)]);
     assert_eq!(s.head_seqs().unwrap(), heads);
 }
